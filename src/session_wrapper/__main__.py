@@ -1,0 +1,5 @@
+"""Entry point for ``python -m session_wrapper``."""
+
+from session_wrapper.cli import main
+
+raise SystemExit(main())
