@@ -28,6 +28,8 @@ class Settings:
     authorization_timeout_ms: int = DEFAULT_TIMEOUT_MS
     privilege_level: int = 1
     allowlist_file: str | None = None
+    # Only the entries read from allowlist_file (by the CLI, before any fork). The built-ins are
+    # not in here: whoever matches paths merges them with allowlist.effective_allowlist().
     allowlist: frozenset[bytes] = frozenset()
     port: str = ""
     rem_addr: str = ""
