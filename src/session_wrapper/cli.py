@@ -123,8 +123,8 @@ def _check_utf8(text: str) -> None:
     try:
         text.encode()
     except UnicodeEncodeError:
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise argparse.ArgumentTypeError(f"{shown!r} is not valid UTF-8") from None
+        shown = repr(text.encode("utf-8", "surrogateescape"))[1:]  # bytes repr without the b
+        raise argparse.ArgumentTypeError(f"{shown} is not valid UTF-8") from None
 
 
 def _tacacs_field(*, required: bool) -> Callable[[str], str]:
@@ -273,12 +273,13 @@ def parse_args(argv: Sequence[str]) -> Settings:
     separator = words.index("--") if "--" in words else None
     options = words if separator is None else words[:separator]
     namespace, unknown = parser.parse_known_args(options)
+
+    # Without "--", a command's own options (sh -c) would otherwise read as unknown options.
+    if separator is None and namespace.stray:
+        parser.error(f"missing '--' before the command {namespace.stray[0]!r}; usage: {USAGE}")
     if unknown:
         parser.error(f"unknown option {unknown[0]!r}; see '{PROG} --help'")
-
     if separator is None:
-        if namespace.stray:
-            parser.error(f"missing '--' before the command {namespace.stray[0]!r}; usage: {USAGE}")
         parser.error(f"missing '--' and the command; usage: {USAGE}")
     if namespace.stray:
         parser.error(
@@ -363,6 +364,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line, then runs the session; returns the exit status."""
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     # Imported here so that --help and usage errors never load grpc or the kernel adapter.
-    from session_wrapper import session  # noqa: PLC0415
+    from session_wrapper import session
 
     return session.run(settings)
