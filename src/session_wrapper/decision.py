@@ -1,4 +1,4 @@
-"""The pure decision core: exec requests, the agent's verdict and the fail policy in, a Decision out.
+"""The pure decision core: exec request, agent verdict and fail policy in, a Decision out.
 
 Nothing here reads the kernel or talks to the agent. The kernel adapter supplies an ExecRequest
 whose path is already canonical; the agent client turns a gRPC reply (or its absence) into a
