@@ -46,9 +46,7 @@ def parse_allowlist(lines: Iterable[bytes], source: str) -> frozenset[bytes]:
             continue
         if not line.startswith(b"/"):
             shown = line.decode("utf-8", "backslashreplace")
-            raise AllowlistError(
-                f"{source}:{number}: entry {shown!r} is not an absolute path"
-            )
+            raise AllowlistError(f"{source}:{number}: entry {shown!r} is not an absolute path")
         entries.add(line)
     return frozenset(entries)
 
