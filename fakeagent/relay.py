@@ -17,6 +17,9 @@ from typing import TypeVar
 
 from tacacs_plus.flags import (
     TAC_PLUS_ACCT_FLAG_STOP,
+    TAC_PLUS_ACCT_STATUS_ERROR,
+    TAC_PLUS_ACCT_STATUS_FOLLOW,
+    TAC_PLUS_ACCT_STATUS_SUCCESS,
     TAC_PLUS_AUTHEN_METH_NONE,
     TAC_PLUS_AUTHEN_METH_NOT_SET,
     TAC_PLUS_AUTHEN_METH_TACACSPLUS,
@@ -32,6 +35,11 @@ from tacacs_plus.flags import (
     TAC_PLUS_AUTHEN_TYPE_ASCII,
     TAC_PLUS_AUTHEN_TYPE_NOT_SET,
     TAC_PLUS_AUTHEN_TYPE_PAP,
+    TAC_PLUS_AUTHOR_STATUS_ERROR,
+    TAC_PLUS_AUTHOR_STATUS_FAIL,
+    TAC_PLUS_AUTHOR_STATUS_FOLLOW,
+    TAC_PLUS_AUTHOR_STATUS_PASS_ADD,
+    TAC_PLUS_AUTHOR_STATUS_PASS_REPL,
     TAC_PLUS_PRIV_LVL_MAX,
     TAC_PLUS_PRIV_LVL_MIN,
 )
@@ -58,10 +66,20 @@ ReplyT = TypeVar("ReplyT")
 MAX_FIELD_BYTES = 255
 MAX_ARG_COUNT = 255
 
-# The reply statuses RFC 8907 defines (sections 6.2 and 7.2). The agent's enums use the same
-# numbers, so a known status maps to the protobuf value of the same number.
-AUTHORIZATION_STATUSES = frozenset({0x01, 0x02, 0x10, 0x11, 0x21})
-ACCOUNTING_STATUSES = frozenset({0x01, 0x02, 0x21})
+# The reply statuses RFC 8907 defines (sections 6.2 and 7.2); the agent's enums use the same
+# numbers. Any other status byte is a garbled reply.
+AUTHORIZATION_STATUSES = {
+    TAC_PLUS_AUTHOR_STATUS_PASS_ADD: pb.AUTHORIZATION_STATUS_PASS_ADD,
+    TAC_PLUS_AUTHOR_STATUS_PASS_REPL: pb.AUTHORIZATION_STATUS_PASS_REPL,
+    TAC_PLUS_AUTHOR_STATUS_FAIL: pb.AUTHORIZATION_STATUS_FAIL,
+    TAC_PLUS_AUTHOR_STATUS_ERROR: pb.AUTHORIZATION_STATUS_ERROR,
+    TAC_PLUS_AUTHOR_STATUS_FOLLOW: pb.AUTHORIZATION_STATUS_FOLLOW,
+}
+ACCOUNTING_STATUSES = {
+    TAC_PLUS_ACCT_STATUS_SUCCESS: pb.ACCOUNTING_STATUS_SUCCESS,
+    TAC_PLUS_ACCT_STATUS_ERROR: pb.ACCOUNTING_STATUS_ERROR,
+    TAC_PLUS_ACCT_STATUS_FOLLOW: pb.ACCOUNTING_STATUS_FOLLOW,
+}
 
 PAP_STATUSES = {
     TAC_PLUS_AUTHEN_STATUS_PASS: pb.AUTHENTICATION_STATUS_PASS,
@@ -277,7 +295,7 @@ class RelayBackend:
             return pb.AuthorizationReply(
                 response=pb.AuthorizationResponse(
                     server=str(upstream),
-                    status=result.status,
+                    status=AUTHORIZATION_STATUSES[result.status],
                     server_message=_text(result.server_msg),
                     args=args,
                     data=_text(result.data),
@@ -304,7 +322,7 @@ class RelayBackend:
             return pb.AccountingReply(
                 response=pb.AccountingResponse(
                     server=str(upstream),
-                    status=result.status,
+                    status=ACCOUNTING_STATUSES[result.status],
                     server_message=_text(result.server_msg),
                     data=_text(result.data),
                 )
