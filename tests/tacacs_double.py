@@ -236,11 +236,12 @@ class TacacsDouble:
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
+        self._sockname = self._listener.getsockname()[:2]
         self._threads: list[threading.Thread] = []
 
     @property
     def upstream(self) -> tuple[str, int]:
-        host, port = self._listener.getsockname()[:2]
+        host, port = self._sockname
         return str(host), int(port)
 
     @property
@@ -309,4 +310,6 @@ class TacacsDouble:
 
             reply_body = encode_reply(packet_type, action)
             reply_header = (version, packet_type, seq_no + 1, 0, session_id, len(reply_body))
-            conn.sendall(HEADER.pack(*reply_header) + obfuscate(reply_header, self.key, reply_body))
+            conn.sendall(
+                HEADER.pack(*reply_header) + obfuscate(reply_header, self.key, reply_body)
+            )
