@@ -111,7 +111,14 @@ class Garbage:
     payload: bytes = b"HTTP/1.0 400 Bad Request\r\n\r\n"
 
 
-Action = Reply | Delay | Hang | Close | Garbage
+@dataclass(frozen=True)
+class RawBody:
+    """Answer with this reply body, correctly obfuscated, whatever it says."""
+
+    body: bytes
+
+
+Action = Reply | Delay | Hang | Close | Garbage | RawBody
 
 
 def _take(body: bytes, offset: int, size: int) -> tuple[bytes, int]:
@@ -308,7 +315,10 @@ class TacacsDouble:
                 conn.sendall(action.payload)
                 return
 
-            reply_body = encode_reply(packet_type, action)
+            if isinstance(action, RawBody):
+                reply_body = action.body
+            else:
+                reply_body = encode_reply(packet_type, action)
             reply_header = (version, packet_type, seq_no + 1, 0, session_id, len(reply_body))
             conn.sendall(
                 HEADER.pack(*reply_header) + obfuscate(reply_header, self.key, reply_body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -409,6 +410,26 @@ def test_a_reply_outside_rfc_8907_is_garbled_and_fails_over(
     reply = relay(server.upstream, second.upstream).authorization(authorization_request())
 
     assert reply.response.server == second.address
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        struct.pack("!BBHH", tac.PASS_ADD, 0, 10, 0) + b"abc",
+        struct.pack("!BBHH", tac.PASS_ADD, 0, 3, 0) + b"abc" + b"trailing",
+        struct.pack("!BB", tac.PASS_ADD, 0),
+    ],
+    ids=["fields-longer-than-body", "body-longer-than-fields", "body-shorter-than-header"],
+)
+def test_a_reply_whose_lengths_do_not_add_up_is_garbled(
+    server: tac.TacacsDouble, body: bytes
+) -> None:
+    # RFC 8907 section 4.5: such a packet is discarded, not read as a truncated PASS.
+    server.push(tac.RawBody(body))
+
+    reply = relay(server.upstream).authorization(authorization_request())
+
+    assert f"bad secret or garbled reply from {server.address}" in reply.error.message
 
 
 @pytest.mark.timeout(15)
