@@ -161,12 +161,17 @@ def unescape_arg(text: str) -> bytes:
         elif text[i + 1 : i + 2] == "\\":
             out.append(0x5C)
             i += 2
-        elif text[i + 1 : i + 2] == "x" and len(text) >= i + 4:
+        elif text[i + 1 : i + 2] == "x" and _is_hex_pair(text[i + 2 : i + 4]):
             out.append(int(text[i + 2 : i + 4], 16))
             i += 4
         else:
             raise ValueError(f"bad escape at offset {i} in {text!r}")
     return bytes(out)
+
+
+def _is_hex_pair(text: str) -> bool:
+    # Exactly what escape_arg writes: int(..., 16) alone would also take "+f", " f" or "FF".
+    return len(text) == 2 and all(char in "0123456789abcdef" for char in text)
 
 
 def session_query(identity: Identity) -> AuthorizationQuery:
@@ -237,7 +242,9 @@ def _decide(
     if verdict.status is AuthorizationStatus.ERROR:
         return _agent_deny(verdict, f"TACACS+ server error (server: {server})" + _tail(message))
     if verdict.status is AuthorizationStatus.FOLLOW:
-        return _agent_deny(verdict, f"TACACS+ FOLLOW is not supported (server: {server})")
+        return _agent_deny(
+            verdict, f"TACACS+ FOLLOW is not supported (server: {server})" + _tail(message)
+        )
 
     granted: int | None = None
     for pair in verdict.args:
@@ -251,6 +258,12 @@ def _decide(
             f"TACACS+ reply requires {str(pair)!r}, which session-wrapper cannot apply "
             f"(server: {server})",
         )
+    if verdict.status is AuthorizationStatus.PASS_REPL and not _restates(query, verdict, session):
+        return _agent_deny(
+            verdict,
+            "TACACS+ reply (PASS_REPL) replaces the request's arguments, which session-wrapper "
+            f"cannot apply (server: {server})",
+        )
     return Decision(
         True,
         Basis.AGENT,
@@ -259,6 +272,21 @@ def _decide(
         server_message=message,
         granted_priv_lvl=granted,
     )
+
+
+def _restates(query: AuthorizationQuery, answer: AgentAnswer, session: bool) -> bool:
+    """Whether a PASS_REPL reply leaves the request as it was.
+
+    RFC 8907 section 6.2: with PASS_REPL the reply's arguments are used instead of the request's.
+    An exec can only run as requested, so a reply with mandatory arguments must restate the
+    request in full and in order; one without any replaces nothing that can be enforced.
+    """
+    replacement = tuple(
+        pair
+        for pair in answer.args
+        if pair.mandatory and not (session and pair.name == "priv-lvl")
+    )
+    return not replacement or replacement == query.args
 
 
 def _fail_policy_decision(unavailable: AgentUnavailable, fail_policy: FailPolicy) -> Decision:
@@ -299,6 +327,7 @@ def _tail(message: str) -> str:
 
 
 def _priv_lvl(value: str) -> int | None:
-    if value.isdecimal() and 0 <= int(value) <= 15:
+    # isdecimal() alone would take other scripts' digits, such as "\u0663".
+    if value.isascii() and value.isdecimal() and 0 <= int(value) <= 15:
         return int(value)
     return None
