@@ -325,12 +325,11 @@ def _applicable_rpcs(table: _Table) -> frozenset[Rpc]:
                 raise table.error(f"{key} does not apply to rpc {rpc.value!r}")
         return frozenset({rpc})
 
+    # Every key applies to authorization, so the intersection is never empty.
     applicable = ALL_RPCS
     for key, rpcs in _KEY_RPCS.items():
         if key in table.raw:
             applicable &= rpcs
-    if not applicable:
-        raise table.error("no rpc has all of this rule's keys; split it into two rules")
     return applicable
 
 
