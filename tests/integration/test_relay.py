@@ -59,7 +59,9 @@ def refused_port() -> tuple[str, int]:
 
 
 def authorization_request(
-    context: int = pb.AUTHORIZATION_AUTHENTICATION_CONTEXT_TACACS_ASCII,
+    context: pb.AuthorizationAuthenticationContext = (
+        pb.AUTHORIZATION_AUTHENTICATION_CONTEXT_TACACS_ASCII
+    ),
 ) -> pb.AuthorizationRequest:
     return pb.AuthorizationRequest(
         user="alice",
@@ -114,7 +116,10 @@ def test_authorization_request_fields_reach_the_server(server: tac.TacacsDouble)
     ],
 )
 def test_authentication_context_reaches_the_server(
-    server: tac.TacacsDouble, context: int, method: int, authen_type: int
+    server: tac.TacacsDouble,
+    context: pb.AuthorizationAuthenticationContext,
+    method: int,
+    authen_type: int,
 ) -> None:
     relay(server.upstream).authorization(authorization_request(context))
 
