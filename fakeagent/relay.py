@@ -45,6 +45,7 @@ from tacacs_plus.flags import (
 )
 
 from fakeagent import tacacs_client
+from fakeagent.backend import NoReply, rpc_ended
 from fakeagent.tacacs_client import (
     AccountingStart,
     AuthorizationStart,
@@ -377,6 +378,12 @@ class RelayBackend:
         """
         failures: list[str] = []
         for upstream in self._try_order():
+            # The servicer sets rpc_ended when the wrapper's deadline passes: nobody would hear
+            # the answer, so the next server is not asked. Known limit: a try already under way
+            # is not interrupted; it ends within --upstream-timeout-ms.
+            ended = rpc_ended.get()
+            if ended is not None and ended.is_set():
+                raise NoReply(f"the RPC ended before {upstream} was tried")
             try:
                 answer = exchange(upstream)
             except UpstreamFailure as failure:

@@ -297,6 +297,8 @@ def _exchange(
     deadline = started + timeouts.total_s
 
     connect_s = min(timeouts.connect_s, timeouts.total_s)
+    # Known limit: create_connection resolves a host name with getaddrinfo(3), which no socket
+    # timeout bounds. The README tells operators to give IP addresses.
     try:
         sock = socket.create_connection((upstream.host, upstream.port), timeout=connect_s)
     except TimeoutError:

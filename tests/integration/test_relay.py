@@ -6,12 +6,14 @@ import logging
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fakeagent.backend import NoReply, rpc_ended
 from fakeagent.relay import RelayBackend
 from session_wrapper.rpc import tacacsrs_agent_pb2 as pb
 
@@ -480,3 +482,18 @@ def test_the_secret_is_never_in_logs_errors_or_repr(
         assert secret_text not in text
         assert SECRET.hex() not in text
     assert PASSWORD.decode() not in caplog.text
+
+
+def test_no_server_is_asked_once_the_rpc_has_ended(
+    server: tac.TacacsDouble, second: tac.TacacsDouble
+) -> None:
+    ended = threading.Event()
+    ended.set()
+    token = rpc_ended.set(ended)
+    try:
+        with pytest.raises(NoReply, match="RPC ended"):
+            relay(server.upstream, second.upstream).authorization(authorization_request())
+    finally:
+        rpc_ended.reset(token)
+
+    assert server.connections == second.connections == 0
