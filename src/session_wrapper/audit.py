@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 
 from session_wrapper.display import printable
+from session_wrapper.logsetup import AUDIT_LOGGER
 
-logger = logging.getLogger("session_wrapper.audit")
+logger = logging.getLogger(AUDIT_LOGGER)
 
 
 def _value(value: object) -> str:

@@ -12,6 +12,8 @@ from typing import TextIO
 
 logger = logging.getLogger(__name__)
 
+AUDIT_LOGGER = "session_wrapper.audit"
+
 # Below DEBUG: per-notification detail too noisy for -vv.
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -67,6 +69,10 @@ def configure_stderr_logging(verbosity: int) -> None:
     handler = _StderrHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(_StderrFormatter(tracebacks=level <= TRACE))
+    if verbosity == 0:
+        # Without -v the user sees one plain line per deny or refusal, written by the
+        # supervisor; the audit record of the same event would only repeat it.
+        handler.addFilter(lambda record: not record.name.startswith(AUDIT_LOGGER))
     root.addHandler(handler)
     # NOTSET on the root logger already lets every level through.
     if root.level > level:
