@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 
 from fakeagent.policy import PolicyError
-from fakeagent.server import FakeAgent, ListenError, StartError
 
 PROG = "fake-tacacsrs-agentd"
 EXIT_RUNTIME = 1
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the agent; returns the exit status."""
     args = _parser().parse_args(argv)
+    # gRPC's core logs to stderr on its own (a failed bind, say), which would break the rule of
+    # one line per error. It reads GRPC_VERBOSITY once, when grpc is first imported: below.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if args.verbose >= 3 else "NONE")
     level = logging.WARNING if args.verbose == 0 else logging.INFO
     logging.basicConfig(
         level=logging.DEBUG if args.verbose >= 2 else level,
@@ -74,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here, after main set GRPC_VERBOSITY.
+    from fakeagent.server import FakeAgent, ListenError, StartError
+
     try:
         agent = FakeAgent(listen=args.listen, policy=args.policy, journal=args.journal)
     except (ListenError, PolicyError) as exc:

@@ -9,6 +9,7 @@ cleaned up by gRPC; no descriptor of gRPC's is ever closed here.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -32,7 +33,7 @@ def peer_of(grpc_peer: str) -> tuple[str, int] | None:
     if kind not in ("ipv4", "ipv6"):
         return None
     host, _, port = rest.rpartition(":")
-    return host.strip("[]"), int(port)
+    return _plain_host(host.strip("[]")), int(port)
 
 
 def shut_down_connections(listen: ListenAddress, peer: tuple[str, int] | None) -> int:
@@ -73,7 +74,22 @@ def _is_connection(
         remote = sock.getpeername()
     except OSError:
         return False
-    return bool(local[1] == listen.port and (remote[0], remote[1]) == peer)
+    return bool(local[1] == listen.port and (_plain_host(remote[0]), remote[1]) == peer)
+
+
+def _plain_host(host: str) -> str:
+    """The address with an IPv4-mapped IPv6 address shown as IPv4.
+
+    gRPC binds 127.0.0.1 through a dual-stack IPv6 socket, so the accepted socket names its
+    peer ``::ffff:127.0.0.1`` while gRPC's peer string says ``ipv4:127.0.0.1``.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _shut_down(sock: socket.socket) -> None:

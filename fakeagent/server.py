@@ -21,6 +21,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from fakeagent.backend import Backend
 from fakeagent.connections import ListenAddress
 from fakeagent.control import fakeagent_control_pb2_grpc as control_grpc
 from fakeagent.policy import EMPTY_POLICY, Policy, load_policy_file, parse_policy
@@ -114,8 +115,9 @@ class FakeAgent:
             assert agent.requests[0].cmd == "/usr/bin/ls"
 
     ``policy`` is a Policy, a Path to a TOML file, TOML text (a str) or None (no rules: the
-    built-in default answers). Construction raises ListenError, PolicyError or OSError (the
-    journal); start raises StartError.
+    built-in default answers). ``backend`` replaces the policy with any other Backend (a relay,
+    say); the agent then has no policy to load. Construction raises ListenError, PolicyError or
+    OSError (the journal); start raises StartError.
     """
 
     def __init__(
@@ -124,11 +126,18 @@ class FakeAgent:
         policy: PolicySource = None,
         *,
         journal: Path | str | None = None,
+        backend: Backend | None = None,
         max_workers: int = 16,
         hang_cap_s: float = HANG_CAP_S,
     ) -> None:
         self._listen = parse_listen(listen)
-        self._backend = PolicyBackend(to_policy(policy), hang_cap_s=hang_cap_s)
+        if backend is not None and policy is not None:
+            raise ValueError("give a policy or a backend, not both")
+        self._policy_backend: PolicyBackend | None = None
+        if backend is None:
+            self._policy_backend = PolicyBackend(to_policy(policy), hang_cap_s=hang_cap_s)
+            backend = self._policy_backend
+        self._backend: Backend = backend
         self._recorder = Recorder(journal)
         self._max_workers = max_workers
         self._server: grpc.Server | None = None
@@ -151,12 +160,12 @@ class FakeAgent:
     @property
     def policy(self) -> Policy:
         """The policy in force."""
-        return self._backend.policy
+        return self._require_policy_backend().policy
 
     def load_policy(self, policy: PolicySource) -> Policy:
         """Replaces the policy (see the class doc for the forms); raises PolicyError."""
         parsed = to_policy(policy)
-        self._backend.set_policy(parsed)
+        self._require_policy_backend().set_policy(parsed)
         return parsed
 
     def reset(self) -> None:
@@ -171,15 +180,21 @@ class FakeAgent:
         """Binds the endpoint and starts serving; sets ``endpoint``."""
         if self._listen.path is not None:
             _prepare_socket_path(self._listen.path)
+        elif self._listen.port != 0:
+            _check_port_free(self._listen)
 
         executor = futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="fakeagent")
         # No SO_REUSEPORT: a second agent on the same port must fail, not share it.
         server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+        agent_servicer = TacacsAgentServicer(self._backend, self._recorder, self._listen)
         pb_grpc.add_TacacsAgentServicer_to_server(  # type: ignore[no-untyped-call]
-            TacacsAgentServicer(self._backend, self._recorder, self._listen), server
+            agent_servicer, server
         )
         control_grpc.add_FakeAgentControlServicer_to_server(  # type: ignore[no-untyped-call]
-            ControlServicer(self._recorder, self._load_policy_text), server
+            ControlServicer(
+                self._recorder, self._load_policy_text if self._policy_backend else None
+            ),
+            server,
         )
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -201,6 +216,7 @@ class FakeAgent:
             self._secure_socket(executor)
         else:
             self._listen = ListenAddress(host=self._listen.host, port=port)
+            agent_servicer.listen_address = self._listen
 
         server.start()
         self._server, self._executor, self._health = server, executor, health_servicer
@@ -217,7 +233,8 @@ class FakeAgent:
                 return
             if self._health is not None:
                 self._health.enter_graceful_shutdown()
-            self._backend.close()
+            if self._policy_backend is not None:
+                self._policy_backend.close()
             server.stop(grace).wait()
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
@@ -236,8 +253,13 @@ class FakeAgent:
     ) -> None:
         self.stop()
 
+    def _require_policy_backend(self) -> PolicyBackend:
+        if self._policy_backend is None:
+            raise TypeError("this FakeAgent answers from a backend, not from a policy")
+        return self._policy_backend
+
     def _load_policy_text(self, text: str) -> None:
-        self._backend.set_policy(parse_policy(text, "<LoadPolicy>"))
+        self._require_policy_backend().set_policy(parse_policy(text, "<LoadPolicy>"))
 
     def _secure_socket(self, executor: futures.ThreadPoolExecutor) -> None:
         path = self._listen.path
@@ -286,3 +308,18 @@ def _prepare_socket_path(path: str) -> None:
         except OSError as exc:
             raise StartError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from exc
     raise StartError(f"cannot listen on unix:{path}: another process is listening on it")
+
+
+def _check_port_free(listen: ListenAddress) -> None:
+    """Fails with the kernel's reason when the port is taken.
+
+    gRPC only says that binding failed, and logs the reason to stderr; this says it in one line.
+    """
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((listen.host, listen.port))
+        except OSError as exc:
+            raise StartError(
+                f"cannot listen on {endpoint_of(listen)}: {exc.strerror or exc}"
+            ) from exc

@@ -35,12 +35,16 @@ _Reply = TypeVar("_Reply")
 
 
 class TacacsAgentServicer(pb_grpc.TacacsAgentServicer):
-    """Records every request, then answers it with the backend."""
+    """Records every request, then answers it with the backend.
+
+    ``listen_address`` is where the server listens, used to find a connection to drop; set it
+    again once a TCP port 0 has become a real port.
+    """
 
     def __init__(self, backend: Backend, recorder: Recorder, listen: ListenAddress) -> None:
         self._backend = backend
         self._recorder = recorder
-        self._listen = listen
+        self.listen_address = listen
 
     def Authorization(
         self, request: pb.AuthorizationRequest, context: grpc.ServicerContext
@@ -85,7 +89,7 @@ class TacacsAgentServicer(pb_grpc.TacacsAgentServicer):
             rpc_ended.reset(token)
 
     def _drop(self, context: grpc.ServicerContext) -> NoReturn:
-        count = shut_down_connections(self._listen, peer_of(context.peer()))
+        count = shut_down_connections(self.listen_address, peer_of(context.peer()))
         logger.info("dropped %d connection(s) instead of answering", count)
         # The client no longer hears this; it only ends the handler. If no connection was
         # found, it is what the client sees, and the code is still UNAVAILABLE.
