@@ -272,17 +272,9 @@ def test_a_hang_without_deadline_ends_when_the_agent_stops(
     '[[rule]]\ncmd = "/usr/bin/ls"\ndrop = true\n[default]\nstatus = "PASS_ADD"\n'
 )
 def test_drop_closes_the_connection(fake_agent: FakeAgent, channel: grpc.Channel) -> None:
-    states: list[grpc.ChannelConnectivity] = []
-    connection_lost = threading.Event()
-
-    def watch(state: grpc.ChannelConnectivity) -> None:
-        if grpc.ChannelConnectivity.READY in states and state is not states[-1]:
-            connection_lost.set()
-        states.append(state)
-
-    channel.subscribe(watch, try_to_connect=False)
     stub = pb_grpc.TacacsAgentStub(channel)  # type: ignore[no-untyped-call]
     assert authorize(stub, "/usr/bin/id").response.status == pb.AUTHORIZATION_STATUS_PASS_ADD
+    connection_lost = watch_connection_loss(channel)
 
     with pytest.raises(grpc.RpcError) as raised:
         authorize(stub, "/usr/bin/ls")
@@ -290,13 +282,71 @@ def test_drop_closes_the_connection(fake_agent: FakeAgent, channel: grpc.Channel
     # A status sent by the server would carry the agent's own text; a closed socket does not.
     assert "fake agent" not in (raised.value.details() or "")
     # The channel saw its connection go: it left READY without being asked to.
-    assert connection_lost.wait(timeout=5), states
+    assert connection_lost.wait(timeout=5)
     # Received once: gRPC did not retry the request behind the client's back.
     assert [r.cmd for r in fake_agent.requests] == ["/usr/bin/id", "/usr/bin/ls"]
 
     # The client reconnects for its next request.
     reply = stub.Authorization(exec_request("/usr/bin/id"), timeout=TIMEOUT_S, wait_for_ready=True)
     assert reply.response.status == pb.AUTHORIZATION_STATUS_PASS_ADD
+
+
+def watch_connection_loss(channel: grpc.Channel) -> threading.Event:
+    """An event set when the connected channel leaves READY; call it while connected."""
+    ready = threading.Event()
+    lost = threading.Event()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            ready.set()
+        elif ready.is_set():
+            lost.set()
+
+    channel.subscribe(watch, try_to_connect=False)
+    # States arrive on gRPC's own thread: wait until READY has been seen, so that a loss is
+    # not mistaken for the state the channel started in.
+    assert ready.wait(timeout=5)
+    return lost
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.fake_agent_policy(
+    '[[rule]]\nuser = "carol"\ndrop = true\n[default]\nstatus = "PASS_ADD"\n'
+)
+def test_known_limit_drop_on_a_unix_socket_closes_every_connection(fake_agent: FakeAgent) -> None:
+    # Known limit (fakeagent/connections.py): gRPC names no peer for a Unix socket connection,
+    # so a drop closes all client connections open at that moment, not only the caller's.
+    with (
+        grpc.insecure_channel(fake_agent.endpoint) as bystander,
+        grpc.insecure_channel(fake_agent.endpoint) as dropped,
+    ):
+        bystander_stub = pb_grpc.TacacsAgentStub(bystander)  # type: ignore[no-untyped-call]
+        dropped_stub = pb_grpc.TacacsAgentStub(dropped)  # type: ignore[no-untyped-call]
+        assert (
+            authorize(bystander_stub, "/usr/bin/id").response.status
+            == pb.AUTHORIZATION_STATUS_PASS_ADD
+        )
+        bystander_lost = watch_connection_loss(bystander)
+
+        with pytest.raises(grpc.RpcError) as raised:
+            dropped_stub.Authorization(exec_request("/usr/bin/id", user="carol"), timeout=5)
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert bystander_lost.wait(timeout=5)
+
+
+@pytest.mark.timeout(20)
+def test_known_limit_a_hang_without_deadline_ends_at_the_hang_cap(
+    fake_agent_factory: FakeAgentFactory,
+) -> None:
+    # Known limit (fakeagent/policy_backend.py): a hang is not endless when the client set no
+    # deadline; it ends after hang_cap_s (300 s by default) so no server thread is pinned.
+    agent = fake_agent_factory("[default]\nhang = true\n", hang_cap_s=0.5)
+    with grpc.insecure_channel(agent.endpoint) as chan:
+        stub = pb_grpc.TacacsAgentStub(chan)  # type: ignore[no-untyped-call]
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Authorization(exec_request("/usr/bin/ls"))
+    assert raised.value.code() is grpc.StatusCode.CANCELLED
+    assert raised.value.details() == "fake agent: no reply (hang ended)"
 
 
 @pytest.mark.timeout(20)
