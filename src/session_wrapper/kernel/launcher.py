@@ -15,7 +15,7 @@ import signal
 import socket
 from dataclasses import dataclass
 
-from session_wrapper.kernel import seccomp_filter
+from session_wrapper.kernel import reaper
 
 # Python ignores SIGPIPE and SIGXFSZ, and may have handlers elsewhere; the session must start
 # with the dispositions a shell started by sshd would have.
@@ -151,10 +151,20 @@ def _child(control: socket.socket, command: tuple[str, ...], credentials: Creden
     """Runs in the child; never returns."""
     step = "start"
     try:
+        # Imported here, in the child only: the import runs ldconfig, which the parent need not
+        # wait for.
+        from session_wrapper.kernel import seccomp_filter
+
         step = "reset signals"
         for number in _RESET_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+        step = "make dumpable"
+        # The wrapper made itself undumpable before the fork, and the child inherited that. A
+        # supervisor that is not root could not read this process's memory (proc(5),
+        # PTRACE_MODE_ATTACH), so the first exec would be unreadable and denied.
+        reaper.make_dumpable()
 
         step = "build filter"
         bpf = seccomp_filter.build_bpf()

@@ -34,6 +34,11 @@ def make_undumpable() -> None:
     _prctl(PR_SET_DUMPABLE, 0)
 
 
+def make_dumpable() -> None:
+    """PR_SET_DUMPABLE 1, for the child: it is the session, not the supervisor."""
+    _prctl(PR_SET_DUMPABLE, 1)
+
+
 def exit_status(wait_status: int) -> int:
     """The shell convention: the exit code, or 128+N for a process killed by signal N."""
     if os.WIFSIGNALED(wait_status):
