@@ -49,19 +49,20 @@ _SIGNED_DIGITS = re.compile(r"-?[0-9]+")
 _DESCRIPTION = """\
 Runs COMMAND, normally the user's login shell, as --user-uid/--user-gid, and asks the local
 TACACS+ agent whether each program started anywhere in the session may run. It waits until every
-process of the session has exited. It is meant for sshd's ForceCommand and must be started as
-root, so that it can drop to the user's ids."""
+process of the session has exited. Started as the user (sshd's ForceCommand), it sets
+no_new_privs, so setuid programs gain nothing; started as root, it drops to the user's ids and
+setuid programs keep working, still mediated."""
 
 _EPILOG = """\
-example sshd_config entry (sshd runs ForceCommand through the user's login shell, which expands
-the variables):
+example sshd_config entry (docker/session-wrapper-shim builds the command line from $USER,
+$SSH_TTY, $SSH_CONNECTION and $SSH_ORIGINAL_COMMAND):
 
-  Match Group netops
-      ForceCommand sudo -n /usr/local/sbin/session-wrapper --user "$USER" \\
-          --user-uid "$(id -u)" --user-gid "$(id -g)" \\
-          --port "$SSH_TTY" --rem-addr "${SSH_CONNECTION%% *}" -- /bin/bash -l
+  Match Group session-wrapper
+      ForceCommand /usr/local/libexec/session-wrapper-shim
 
-exit status 2 means a usage error: nothing was started."""
+exit status: the command's own, 128+N when signal N killed it, 126 when it was denied or not
+executable, 127 when it does not exist, 1 for a refused session or a runtime failure, 2 for a
+usage error (nothing was started)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -68,7 +68,7 @@ def test_help_exits_0_with_options_and_a_forcecommand_example() -> None:
     ):
         assert option in result.stdout
     assert "ForceCommand" in result.stdout
-    assert "-- /bin/bash -l" in result.stdout
+    assert "ForceCommand /usr/local/libexec/session-wrapper-shim" in result.stdout
 
 
 @pytest.mark.timeout(30)
