@@ -31,7 +31,7 @@ server_message = "whoami is not for you"
 name = "date is slow"
 cmd = "/usr/bin/date"
 status = "PASS_ADD"
-delay_ms = 3000
+delay_ms = 2000
 
 [[rule]]
 name = "stat hangs"
@@ -228,7 +228,7 @@ def test_slow_authorization_does_not_block_another_exec(
         "/usr/bin/echo fast; "
         f"if [ -s {date_out} ]; then echo date-done; else echo date-held; fi; wait"
     )
-    result = run_wrapper("/bin/bash", "-c", script, endpoint=agent.endpoint)
+    result = run_wrapper("/bin/bash", "-c", script, endpoint=agent.endpoint, timeout_ms=6000)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "fast\ndate-held\n"
     assert date_out.read_text().strip()
