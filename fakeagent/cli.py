@@ -15,8 +15,10 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from fakeagent.policy import PolicyError
+from fakeagent.relay_cli import RelayConfigError, add_relay_arguments, relay_backend_from_args
 
 PROG = "fake-tacacsrs-agentd"
 EXIT_RUNTIME = 1
@@ -25,8 +27,15 @@ EXIT_USAGE = 2
 logger = logging.getLogger(__name__)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line, without argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="A fake tacacsrs.agent.v1 TACACS+ agent for tests and demos.",
     )
@@ -37,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         help="unix:PATH, or a loopback HOST:PORT such as 127.0.0.1:0 (0 picks a free port)",
     )
     parser.add_argument(
-        "--policy", required=True, type=Path, metavar="FILE", help="the TOML policy file"
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the TOML policy file to answer from (exactly one of --policy and --upstream)",
     )
     parser.add_argument(
         "--journal",
@@ -52,12 +64,16 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="-v logs each answer, -vvv also shows tracebacks",
     )
+    add_relay_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the agent; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.policy is None) == (not args.upstream):
+        parser.error("give exactly one of --policy FILE and --upstream HOST:PORT")
     # gRPC's core logs to stderr on its own (a failed bind, say), which would break the rule of
     # one line per error. It reads GRPC_VERBOSITY once, when grpc is first imported: below.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if args.verbose >= 3 else "NONE")
@@ -81,8 +97,14 @@ def _run(args: argparse.Namespace) -> int:
     from fakeagent.server import FakeAgent, ListenError, StartError
 
     try:
-        agent = FakeAgent(listen=args.listen, policy=args.policy, journal=args.journal)
-    except (ListenError, PolicyError) as exc:
+        relay = relay_backend_from_args(args)
+        agent = FakeAgent(
+            listen=args.listen,
+            policy=args.policy,
+            journal=args.journal,
+            backend=relay,
+        )
+    except (ListenError, PolicyError, RelayConfigError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         return _fail(f"cannot open journal {args.journal}: {exc.strerror or exc}", EXIT_USAGE)

@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 HEADER = struct.Struct("!BBBBII")  # version, type, seq_no, flags, session_id, length
@@ -229,6 +229,8 @@ class TacacsDouble:
     """Start with ``with TacacsDouble(key) as server:``; ``server.upstream`` is (host, port).
 
     Each connection takes the next scripted action, or ``default`` when the script is empty.
+    When ``respond`` is given it chooses instead, from the decoded request: for sessions whose
+    requests interleave (accounting is sent in the background), order is no guide.
     """
 
     key: bytes
@@ -236,6 +238,7 @@ class TacacsDouble:
     default: Action = field(default_factory=lambda: Reply(PASS_ADD))
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    respond: Callable[[Received], Action] | None = None
 
     def __post_init__(self) -> None:
         self._actions: deque[Action] = deque(self.script)
@@ -301,6 +304,8 @@ class TacacsDouble:
             request = decode_request(packet_type, version, obfuscate(header, self.key, body))
             with self._lock:
                 self.received.append(request)
+            if self.respond is not None:
+                action = self.respond(request)
 
             if isinstance(action, Delay):
                 if self._stop.wait(action.seconds):
