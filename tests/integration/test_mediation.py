@@ -450,3 +450,38 @@ def test_ctrl_c_reaches_the_session_not_the_wrapper(agent: FakeAgent, tmp_path: 
     stdout, _stderr = wrapper.communicate(timeout=15)
     assert stdout == "got-int\n"
     assert wrapper.returncode == 5
+
+
+@pytest.mark.timeout(30)
+def test_signals_during_a_slow_decision_do_not_repeat_it(
+    agent: FakeAgent, run_wrapper: RunWrapper, tmp_path: Path
+) -> None:
+    # SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: without it every signal that interrupts the held
+    # exec makes the kernel notify it again, and the agent would be asked over and over. The
+    # signal is handled before the exec and ignored by default after it.
+    script = tmp_path / "signalled.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGURG, lambda *_: None)\n"
+        "target = os.getpid()\n"
+        "if os.fork() == 0:\n"
+        "    for _ in range(150):\n"
+        "        os.kill(target, signal.SIGURG)\n"
+        "        time.sleep(0.01)\n"
+        "    os._exit(0)\n"
+        "os.execv('/usr/bin/date', ['date', '+%Y'])\n"
+    )
+    result = run_wrapper(sys.executable, str(script), endpoint=agent.endpoint, timeout_ms=6000)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().isdigit()
+    assert commands(agent).count("/usr/bin/date") == 1
+
+
+def test_wrapper_inside_a_session_is_refused(agent: FakeAgent, run_wrapper: RunWrapper) -> None:
+    inner = wrapper_argv(["/usr/bin/true"], endpoint=agent.endpoint)
+    result = run_wrapper(*inner, endpoint=agent.endpoint)
+    assert (
+        "session-wrapper: child setup failed: install filter: Device or resource busy"
+        in result.stderr
+    )
+    assert result.returncode == 1
