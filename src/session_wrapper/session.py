@@ -32,6 +32,7 @@ from session_wrapper.kernel import launcher, reaper
 from session_wrapper.kernel.procfs import canonical_paths
 from session_wrapper.logsetup import configure_stderr_logging
 from session_wrapper.settings import Settings
+from session_wrapper.syslog_audit import configure_syslog_audit
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def run(settings: Settings) -> int:
     """Runs the session; returns the wrapper's exit status."""
     started_at = time.monotonic()
     configure_stderr_logging(settings.verbosity)
+    configure_syslog_audit(settings.user)
     allowlist = canonical_paths(effective_allowlist(settings.allowlist))
     reaper.become_subreaper()
     reaper.make_undumpable()
@@ -75,11 +77,14 @@ def run(settings: Settings) -> int:
 
     # gRPC is imported only now, while the child is already waiting: it is not fork-safe, and
     # the import is the largest part of start-up.
+    from session_wrapper import accounting
     from session_wrapper.agent_client import AgentClient
     from session_wrapper.kernel.notify import Listener
     from session_wrapper.supervisor import DenyWriter, Supervisor
 
     client = AgentClient(settings.grpc_target, settings.authorization_timeout_ms / 1000)
+    authorize = audit.AgentHealth(settings.service_endpoint).observing(client.authorize)
+    account = accounting.AccountingQueue(accounting.agent_sender(client))
     listener = Listener(child.listener_fd)
     identity = Identity(settings.user, settings.port, settings.rem_addr, settings.privilege_level)
     audit.record(
@@ -91,10 +96,11 @@ def run(settings: Settings) -> int:
         port=settings.port,
         pid=os.getpid(),
         command=" ".join(settings.command),
+        ssh_original_command=os.environ.get("SSH_ORIGINAL_COMMAND", ""),
         wait_killable_recv=child.wait_killable_recv,
     )
 
-    session = _authorize_session(settings, client.authorize, identity)
+    session = _authorize_session(settings, authorize, identity)
     if not session.allowed:
         os.kill(child.pid, signal.SIGKILL)
         _reap_all()
@@ -105,16 +111,19 @@ def run(settings: Settings) -> int:
         identity = Identity(
             identity.user, identity.port, identity.rem_addr, session.granted_priv_lvl
         )
+    account.start()
+    account.submit(accounting.session_start_record(identity, settings.command, os.environ))
 
     supervisor = Supervisor(
         listener,
         child.execve_nr,
         child.execveat_nr,
         allowlist,
-        client.authorize,
+        authorize,
         identity,
         settings.fail_policy,
         DenyWriter(deny_fd),
+        account=lambda request: account.submit(accounting.exec_record(identity, request)),
     )
     supervisor.start()
     _forward_termination()
@@ -132,6 +141,7 @@ def run(settings: Settings) -> int:
         status = setup_failure.exit_status
     if not supervisor.wait_drained(_DRAIN_WAIT_S):
         logger.warning("listener still open after the last process of the session was reaped")
+    account.close()
     client.close()
     _record_end(settings, status, started_at)
     return status

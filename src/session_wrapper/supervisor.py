@@ -44,6 +44,7 @@ from session_wrapper.kernel.procfs import (
     Unreadable,
     resolve_exec_file,
 )
+from session_wrapper.logsetup import TRACE
 from session_wrapper.settings import FailPolicy
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Supervisor:
         fail_policy: FailPolicy,
         deny_writer: DenyWriter,
         workers: int = WORKERS,
+        account: Callable[[ExecRequest], None] = lambda _request: None,
     ) -> None:
         self.listener = listener
         self.execve_nr = execve_nr
@@ -124,6 +126,9 @@ class Supervisor:
         self.identity = identity
         self.fail_policy = fail_policy
         self.deny_writer = deny_writer
+        # Called for every exec allowed by the agent or by fail-open, before the kernel lets it
+        # run; it only queues the accounting record (session_wrapper.accounting).
+        self.account = account
         self._pending: queue.SimpleQueue[Held | None] = queue.SimpleQueue()
         self._workers = [
             threading.Thread(target=self._work, name=f"authorize-{n}", daemon=True)
@@ -252,6 +257,8 @@ class Supervisor:
                 )
         self._report(held, argv, decision)
         if decision.allowed:
+            if decision.basis is not Basis.ALLOWLIST:
+                self.account(ExecRequest(held.file.path, argv, held.raw_path))
             self.listener.allow(held.notification.id)
         else:
             self.listener.fail(held.notification.id, decision.errno or errno.EACCES)
@@ -304,10 +311,18 @@ class Supervisor:
         }
         if decision.server:
             fields["server"] = decision.server
+        if decision.server_message:
+            fields["server_message"] = decision.server_message
+        if decision.outage is not None:
+            fields["outage"] = decision.outage.value
+        if argv or not decision.allowed:
+            fields["argv"] = audit.argv_field(argv)
+        if argv and logger.isEnabledFor(TRACE):
+            # The audit line cuts a long argv; -vvv shows all of it.
+            logger.log(TRACE, "exec %s argv: %s", path, " ".join(map(printable_bytes, argv)))
         if decision.allowed:
             level = logging.DEBUG if decision.basis is Basis.ALLOWLIST else logging.INFO
             audit.record(level, "exec_allowed", **fields, reason=decision.reason)
             return
-        fields["argv"] = " ".join(printable_bytes(arg) for arg in argv)
         audit.record(logging.WARNING, "exec_denied", **fields, reason=decision.reason)
         self.deny_writer.write(one_line(f"session-wrapper: {path}: {decision.reason}"))
