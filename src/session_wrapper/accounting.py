@@ -214,8 +214,8 @@ class AccountingQueue:
                     continue
                 self._records.popleft()
                 if failures:
+                    audit.record(logging.INFO, "accounting_recovery", failed_attempts=failures)
                     failures = 0
-                    audit.record(logging.WARNING, "accounting_recovery")
                 if result.outcome is Outcome.DELIVERED:
                     self._delivered += 1
                 else:
