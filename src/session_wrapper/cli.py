@@ -43,6 +43,9 @@ MAX_TIMEOUT_MS = 3_600_000
 # An allowlist is a short list of paths; anything bigger is the wrong file.
 MAX_ALLOWLIST_BYTES = 1024 * 1024
 
+# Trusted, root-owned directories that --exec-dirs is meant for.
+SUGGESTED_EXEC_DIRS = "/usr,/bin,/sbin,/lib,/lib64,/opt"
+
 _DIGITS = re.compile(r"[0-9]+")
 _SIGNED_DIGITS = re.compile(r"-?[0-9]+")
 
@@ -117,6 +120,18 @@ def _fail_policy(text: str) -> FailPolicy:
         raise argparse.ArgumentTypeError(
             f"unknown fail policy {text!r}; use 'closed' or 'open'"
         ) from None
+
+
+def _exec_dirs(text: str) -> tuple[str, ...]:
+    dirs = tuple(text.split(","))
+    for path in dirs:
+        if not path.startswith("/"):
+            raise argparse.ArgumentTypeError(
+                f"{path!r} is not an absolute directory; give a list such as {SUGGESTED_EXEC_DIRS}"
+            )
+        if not os.path.isdir(path):
+            raise argparse.ArgumentTypeError(f"{path!r} is not a directory; give existing ones")
+    return dirs
 
 
 def _check_utf8(text: str) -> None:
@@ -258,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="more detail on stderr: -v info, -vv debug, -vvv trace with tracebacks",
     )
+    parser.add_argument(
+        "--exec-dirs",
+        default=(),
+        metavar="DIR[,DIR...]",
+        type=_exec_dirs,
+        help="run programs only from beneath these directories, enforced by Landlock "
+        f"(suggested: {SUGGESTED_EXEC_DIRS}); default: no such limit",
+    )
     # Words before "--" land here, so that they get a clear message rather than argparse's.
     parser.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     return parser
@@ -311,6 +334,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         port=namespace.port,
         rem_addr=namespace.rem_addr,
         verbosity=namespace.verbosity,
+        exec_dirs=namespace.exec_dirs,
     )
 
 

@@ -68,7 +68,7 @@ def run(settings: Settings) -> int:
 
     credentials = launcher.Credentials(settings.user, settings.user_uid, settings.user_gid)
     try:
-        child = launcher.start(settings.command, credentials)
+        child = launcher.start(settings.command, credentials, settings.exec_dirs)
     except launcher.ChildSetupError as error:
         say(f"child setup failed: {error}")
         return error.exit_status
@@ -98,7 +98,12 @@ def run(settings: Settings) -> int:
         command=" ".join(settings.command),
         ssh_original_command=os.environ.get("SSH_ORIGINAL_COMMAND", ""),
         wait_killable_recv=child.wait_killable_recv,
+        landlock_abi=child.landlock_abi,
+        exec_dirs=",".join(settings.exec_dirs),
     )
+    if child.landlock_skipped:
+        # One warning: the seccomp mediation still runs, the kernel-enforced layer does not.
+        logger.warning("%s", child.landlock_skipped)
 
     session = _authorize_session(settings, authorize, identity)
     if not session.allowed:

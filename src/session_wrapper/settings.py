@@ -34,6 +34,9 @@ class Settings:
     port: str = ""
     rem_addr: str = ""
     verbosity: int = 0
+    # --exec-dirs: the only directories the session may execute from (Landlock); empty means
+    # no such limit.
+    exec_dirs: tuple[str, ...] = ()
 
     @property
     def grpc_target(self) -> str:

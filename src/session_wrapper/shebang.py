@@ -111,7 +111,7 @@ def interpreter_argv(
 
     Since Linux 5.18 an exec with an empty argv gets one empty argv[0], which is then removed.
     """
-    head = (shebang.interpreter,)
+    head: tuple[bytes, ...] = (shebang.interpreter,)
     if shebang.argument is not None:
         head += (shebang.argument,)
     return (*head, script_name, *argv[1:])

@@ -34,8 +34,10 @@ from session_wrapper.decision import (
     unsendable_decision,
 )
 from session_wrapper.display import one_line, printable_bytes
+from session_wrapper.kernel.exec_verify import ExecVerifier, Mismatch, Watch
 from session_wrapper.kernel.notify import Listener, Notification
 from session_wrapper.kernel.procfs import (
+    AT_EMPTY_PATH,
     AT_FDCWD,
     PATH_MAX,
     ExecFile,
@@ -46,10 +48,19 @@ from session_wrapper.kernel.procfs import (
 )
 from session_wrapper.logsetup import TRACE
 from session_wrapper.settings import FailPolicy
+from session_wrapper.shebang import (
+    MAX_SCRIPT_DEPTH,
+    BadShebang,
+    Shebang,
+    interpreter_argv,
+    parse_shebang,
+)
 
 logger = logging.getLogger(__name__)
 
 WORKERS = 64
+# Threads that verify execs the receiver allowed on the spot (kernel/exec_verify.py).
+WATCHERS = 8
 _DENY_WRITE_TIMEOUT_MS = 200
 _RECEIVE_POLL_MS = 500
 
@@ -65,6 +76,14 @@ class ExecCall:
 
 
 @dataclass(frozen=True)
+class Interpreter:
+    """An interpreter the kernel will run for a script, and the #! line that names it."""
+
+    shebang: Shebang
+    file: ExecFile
+
+
+@dataclass(frozen=True)
 class Held:
     """A notification whose path has been read and resolved, waiting for the agent."""
 
@@ -72,6 +91,13 @@ class Held:
     call: ExecCall
     raw_path: bytes
     file: ExecFile
+    # For a script, each interpreter the kernel will run in turn, the last one a binary.
+    interpreters: tuple[Interpreter, ...] = ()
+
+    @property
+    def runs(self) -> ExecFile:
+        """The file that /proc/PID/exe will be once the exec succeeds."""
+        return self.interpreters[-1].file if self.interpreters else self.file
 
 
 class DenyWriter:
@@ -135,10 +161,17 @@ class Supervisor:
             for n in range(workers)
         ]
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
+        self.verifier = ExecVerifier(self._exec_verification_failed)
+        # Execs allowed by the receiver itself are verified here, never on the receiver.
+        self._watches: queue.SimpleQueue[Watch | None] = queue.SimpleQueue()
+        self._watchers = [
+            threading.Thread(target=self._watch, name=f"verify-{n}", daemon=True)
+            for n in range(WATCHERS)
+        ]
         self.drained = threading.Event()
 
     def start(self) -> None:
-        for worker in self._workers:
+        for worker in [*self._workers, *self._watchers]:
             worker.start()
         self._receiver.start()
 
@@ -170,6 +203,8 @@ class Supervisor:
             self.drained.set()
             for _worker in self._workers:
                 self._pending.put(None)
+            for _watcher in self._watchers:
+                self._watches.put(None)
 
     def _exec_call(self, notification: Notification) -> ExecCall:
         args = notification.args
@@ -188,6 +223,7 @@ class Supervisor:
         call = self._exec_call(notification)
         try:
             raw_path, file = self._read_target(notification, call)
+            interpreters = self._interpreters(notification, file)
         except TargetGone:
             return
         except Unreadable as problem:
@@ -199,11 +235,14 @@ class Supervisor:
             self.listener.fail(notification.id, error.errno or errno.ENOENT)
             return
 
+        held = Held(notification, call, raw_path, file, interpreters)
         decision = allowlist_decision(file.path, self.allowlist)
-        if decision is None:
-            self._pending.put(Held(notification, call, raw_path, file))
+        if decision is None or any(
+            allowlist_decision(step.file.path, self.allowlist) is None for step in interpreters
+        ):
+            self._pending.put(held)
             return
-        self._finish(Held(notification, call, raw_path, file), (), decision)
+        self._finish(held, (), decision)
 
     def _read_target(self, notification: Notification, call: ExecCall) -> tuple[bytes, ExecFile]:
         valid = self._validity(notification)
@@ -216,6 +255,30 @@ class Supervisor:
         if not valid():
             raise TargetGone("notification no longer valid")
         return raw_path, file
+
+    def _interpreters(self, notification: Notification, file: ExecFile) -> tuple[Interpreter, ...]:
+        """The interpreters the kernel will run for a script, resolved as it would resolve them.
+
+        fs/binfmt_script.c opens the interpreter with open_exec(), relative to the task's cwd,
+        and fs/exec.c allows MAX_SCRIPT_DEPTH rewrites before ELOOP. Raises OSError with the
+        errno the exec would get when the chain cannot run.
+        """
+        chain: list[Interpreter] = []
+        current = file
+        while True:
+            try:
+                shebang = parse_shebang(current.head)
+            except BadShebang as problem:
+                raise OSError(errno.ENOEXEC, str(problem)) from None
+            if shebang is None:
+                break
+            if len(chain) == MAX_SCRIPT_DEPTH:
+                raise OSError(errno.ELOOP, "too many nested #! interpreters")
+            current = resolve_exec_file(notification.pid, shebang.interpreter, AT_FDCWD, 0)
+            chain.append(Interpreter(shebang, current))
+        if chain and not self.listener.id_valid(notification.id):
+            raise TargetGone("notification no longer valid")
+        return tuple(chain)
 
     def _validity(self, notification: Notification) -> Callable[[], bool]:
         return lambda: self.listener.id_valid(notification.id)
@@ -239,13 +302,43 @@ class Supervisor:
             self._deny_unreadable(notification, held.call, problem)
             return
 
-        request = ExecRequest(held.file.path, argv, held.raw_path)
+        decision = self._decide_one(ExecRequest(held.file.path, argv, held.raw_path))
+        if decision.allowed and held.interpreters:
+            decision = self._decide_interpreters(held, argv, decision)
+        self._finish(held, argv, decision)
+
+    def _decide_one(self, request: ExecRequest) -> Decision:
+        """The allowlist, else the agent, for one file the exec will run."""
+        listed = allowlist_decision(request.path, self.allowlist)
+        if listed is not None:
+            return listed
         try:
             query = exec_query(self.identity, request)
         except UnsendableRequest as problem:
-            self._finish(held, argv, unsendable_decision(str(problem)))
-            return
-        self._finish(held, argv, decide(query, self.authorize(query), self.fail_policy))
+            return unsendable_decision(str(problem))
+        return decide(query, self.authorize(query), self.fail_policy)
+
+    def _decide_interpreters(
+        self, held: Held, argv: tuple[bytes, ...], script: Decision
+    ) -> Decision:
+        """Each interpreter must be allowed too, with the argv the kernel builds for it.
+
+        The script's name in that argv is the name the kernel has for it: the exec's own path,
+        or /dev/fd/N[/PATH] for execveat with a dirfd (fs/exec.c alloc_bprm()).
+        """
+        name = _kernel_filename(held.call, held.raw_path)
+        verdicts = [script]
+        for step in held.interpreters:
+            argv = interpreter_argv(step.shebang, name, argv)
+            request = ExecRequest(step.file.path, argv, step.shebang.interpreter)
+            decision = self._decide_one(request)
+            if not decision.allowed:
+                shown = printable_bytes(step.file.path)
+                return replace(decision, reason=f"interpreter {shown}: {decision.reason}")
+            verdicts.append(decision)
+            name = step.shebang.interpreter
+        # An agent's allow rests on argv, which the check before CONTINUE must then re-read.
+        return next((v for v in verdicts if v.basis is not Basis.ALLOWLIST), script)
 
     def _finish(self, held: Held, argv: tuple[bytes, ...], decision: Decision) -> None:
         """Re-checks what the decision rested on, then answers the kernel and reports."""
@@ -255,11 +348,16 @@ class Supervisor:
                 decision = Decision(
                     False, decision.basis, f"{changed} during authorization", errno.EACCES
                 )
+        watch = self._prepare_watch(held) if decision.allowed else None
+        if decision.allowed and watch is None:
+            decision = Decision(False, decision.basis, "cannot watch the exec", errno.EACCES)
         self._report(held, argv, decision)
         if decision.allowed:
             if decision.basis is not Basis.ALLOWLIST:
                 self.account(ExecRequest(held.file.path, argv, held.raw_path))
-            self.listener.allow(held.notification.id)
+            answered = self.listener.allow(held.notification.id)
+            if watch is not None:
+                self._verify_later(watch, answered)
         else:
             self.listener.fail(held.notification.id, decision.errno or errno.EACCES)
 
@@ -279,6 +377,8 @@ class Supervisor:
                 held.file.inode,
             ):
                 return "path changed"
+            if self._interpreters(held.notification, file) != held.interpreters:
+                return "interpreter changed"
             if decision.basis is not Basis.ALLOWLIST:
                 with TargetMemory(
                     held.notification.pid, self._validity(held.notification)
@@ -292,12 +392,56 @@ class Supervisor:
             return "path or arguments became unreadable"
         return None
 
+    def _prepare_watch(self, held: Held) -> Watch | None:
+        """Registers the exec for post-exec verification while it is still held."""
+        runs = held.runs
+        try:
+            return self.verifier.prepare(held.notification.pid, (runs.device, runs.inode))
+        except OSError as error:
+            logger.debug("cannot watch pid %d: %s", held.notification.pid, error)
+            return None
+
+    def _verify_later(self, watch: Watch, answered: bool) -> None:
+        """Verifies now on a worker, or on a watcher thread when called by the receiver."""
+        if not answered:
+            self.verifier.cancel(watch)
+        elif threading.current_thread() is self._receiver:
+            self._watches.put(watch)
+        else:
+            self.verifier.verify(watch)
+
+    def _watch(self) -> None:
+        while (watch := self._watches.get()) is not None:
+            try:
+                self.verifier.verify(watch)
+            except Exception:
+                logger.exception("verifying the exec of pid %d failed", watch.tgid)
+
+    def _exec_verification_failed(self, mismatch: Mismatch) -> None:
+        """The process runs a file nobody authorized: it has been killed; raise the alarm."""
+        audit.record(
+            logging.CRITICAL,
+            "exec_verification_failed",
+            pid=mismatch.tgid,
+            path=printable_bytes(os.fsencode(mismatch.found_path)),
+            expected=f"{mismatch.expected[0]}:{mismatch.expected[1]}",
+            found=f"{mismatch.found[0]}:{mismatch.found[1]}",
+            caught_after_us=round(mismatch.after_s * 1e6),
+            action="SIGKILL",
+        )
+        self.deny_writer.write(
+            one_line(
+                f"session-wrapper: exec verification failed: pid {mismatch.tgid} ran "
+                f"{mismatch.found_path}, not the file authorized; killed"
+            )
+        )
+
     def _deny_unreadable(
         self, notification: Notification, call: ExecCall, problem: Unreadable
     ) -> None:
         decision = unsendable_decision(problem.reason)
         decision = replace(decision, errno=problem.errno)
-        file = ExecFile(b"(unreadable)", 0, 0)
+        file = ExecFile(problem.path or b"(unreadable)", 0, 0)
         self._report(Held(notification, call, b"", file), (), decision)
         self.listener.fail(notification.id, problem.errno)
 
@@ -326,3 +470,12 @@ class Supervisor:
             return
         audit.record(logging.WARNING, "exec_denied", **fields, reason=decision.reason)
         self.deny_writer.write(one_line(f"session-wrapper: {path}: {decision.reason}"))
+
+
+def _kernel_filename(call: ExecCall, raw_path: bytes) -> bytes:
+    """The name fs/exec.c alloc_bprm() gives the file, which a script's interpreter receives."""
+    if raw_path.startswith(b"/") or call.dirfd == AT_FDCWD:
+        return raw_path
+    if call.at_flags & AT_EMPTY_PATH and raw_path == b"":
+        return b"/dev/fd/%d" % call.dirfd
+    return b"/dev/fd/%d/%s" % (call.dirfd, raw_path)

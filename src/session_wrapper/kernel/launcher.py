@@ -55,6 +55,9 @@ class Started:
     execve_nr: int
     execveat_nr: int
     wait_killable_recv: bool
+    # The Landlock ABI the session runs under, 0 when it runs without the layer, and why.
+    landlock_abi: int = 0
+    landlock_skipped: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,12 @@ class Credentials:
     gid: int
 
 
-def start(command: tuple[str, ...], credentials: Credentials) -> Started:
+def start(
+    command: tuple[str, ...], credentials: Credentials, exec_dirs: tuple[str, ...] = ()
+) -> Started:
     """Forks the child and returns once it has handed over its listener fd.
+
+    ``exec_dirs``, when given, are the only directories the session may execute from.
 
     Raises ChildSetupError when the child fails or dies first.
     """
@@ -75,7 +82,7 @@ def start(command: tuple[str, ...], credentials: Credentials) -> Started:
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        _child(child_end, command, credentials)
+        _child(child_end, command, credentials, exec_dirs)
     child_end.close()
     try:
         return _receive_listener(pid, parent_end)
@@ -124,6 +131,8 @@ def _receive_listener(pid: int, control: socket.socket) -> Started:
         execve_nr=int(facts["execve"]),
         execveat_nr=int(facts["execveat"]),
         wait_killable_recv=bool(facts["wait_killable_recv"]),
+        landlock_abi=int(facts.get("landlock_abi", 0)),
+        landlock_skipped=str(facts.get("landlock_skipped", "")),
     )
 
 
@@ -147,13 +156,18 @@ def _setup_error(frame: bytes) -> ChildSetupError:
     return ChildSetupError(step, message, status)
 
 
-def _child(control: socket.socket, command: tuple[str, ...], credentials: Credentials) -> None:
+def _child(
+    control: socket.socket,
+    command: tuple[str, ...],
+    credentials: Credentials,
+    exec_dirs: tuple[str, ...],
+) -> None:
     """Runs in the child; never returns."""
     step = "start"
     try:
         # Imported here, in the child only: the import runs ldconfig, which the parent need not
         # wait for.
-        from session_wrapper.kernel import seccomp_filter
+        from session_wrapper.kernel import landlock, seccomp_filter
 
         step = "reset signals"
         for number in _RESET_SIGNALS:
@@ -178,11 +192,18 @@ def _child(control: socket.socket, command: tuple[str, ...], credentials: Creden
             seccomp_filter.set_no_new_privs()
         loaded = seccomp_filter.load(bpf)
 
+        step = "landlock"
+        # landlock_restrict_self(2) needs no_new_privs or CAP_SYS_ADMIN: set above in the user
+        # launch mode; held until the privilege drop below in the root launch mode.
+        layer = landlock.apply(exec_dirs)
+
         step = "send listener fd"
         facts = {
             "execve": loaded.execve_nr,
             "execveat": loaded.execveat_nr,
             "wait_killable_recv": loaded.wait_killable_recv,
+            "landlock_abi": layer.abi,
+            "landlock_skipped": layer.skipped,
         }
         socket.send_fds(control, [b"fd " + json.dumps(facts).encode()], [loaded.listener_fd])
         os.close(loaded.listener_fd)

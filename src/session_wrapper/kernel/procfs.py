@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# include/uapi/linux/binfmts.h: what the kernel reads of a file to pick its binary format.
+BINPRM_BUF_SIZE = 256
 PATH_MAX = 4096
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -27,10 +29,12 @@ class TargetGone(Exception):
 class Unreadable(Exception):
     """The request cannot be read completely; it must be denied, not guessed."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, path: bytes = b"") -> None:
         super().__init__(reason)
         self.errno = code
         self.reason = reason
+        # The file the exec named, when it is known and worth showing.
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ExecFile:
     path: bytes
     device: int
     inode: int
+    # The file's first BINPRM_BUF_SIZE bytes: the kernel picks the binary format from them.
+    head: bytes = b""
 
 
 class TargetMemory:
@@ -170,18 +176,43 @@ def resolve_exec_file(pid: int, raw_path: bytes, dirfd: int, at_flags: int) -> E
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
         path = os.readlink(f"/proc/self/fd/{opened}".encode())
+        _require_stable_name(path, info)
+        head = _read_head(opened, path)
     finally:
         os.close(opened)
-    _require_stable_name(path, info)
-    return ExecFile(path, info.st_dev, info.st_ino)
+    return ExecFile(path, info.st_dev, info.st_ino, head)
+
+
+def _read_head(opened: int, path: bytes) -> bytes:
+    """The first bytes of the very inode resolved, reopened through /proc/self/fd (proc(5)).
+
+    An exec-only file the supervisor cannot read is refused: its #! line, and so the program the
+    kernel would really run, cannot be known.
+    """
+    try:
+        fd = os.open(f"/proc/self/fd/{opened}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as error:
+        raise Unreadable(
+            errno.EACCES,
+            f"cannot read its first line to look for #!: {error.strerror}",
+            path,
+        ) from error
+    try:
+        return os.pread(fd, BINPRM_BUF_SIZE, 0)
+    finally:
+        os.close(fd)
 
 
 def _require_stable_name(path: bytes, info: os.stat_result) -> None:
     """Refuses memfds, deleted files and anything else whose name does not lead back to it."""
+    if path.startswith(b"/memfd:"):
+        kind = "an anonymous memory file (memfd) has no path on a filesystem"
+    elif path.endswith(b" (deleted)"):
+        kind = "the file was deleted"
+    else:
+        kind = "its name does not lead back to the file"
     unnamed = Unreadable(
-        errno.EACCES,
-        f"{path.decode('utf-8', 'backslashreplace')} is not a file with a stable path "
-        "(memfd, deleted or unnamed file)",
+        errno.EACCES, f"not a file with a stable path, refused outright: {kind}", path
     )
     if not path.startswith(b"/"):
         raise unnamed
