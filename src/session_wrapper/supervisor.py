@@ -63,6 +63,7 @@ WORKERS = 64
 WATCHERS = 8
 _DENY_WRITE_TIMEOUT_MS = 200
 _RECEIVE_POLL_MS = 500
+TARGET_GONE = "target went away"
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,11 @@ class Supervisor:
         """Re-checks what the decision rested on, then answers the kernel and reports."""
         if decision.allowed:
             changed = self._changed_since_decision(held, argv, decision)
+            if changed == TARGET_GONE:
+                # Killed, or its exec interrupted and restarted as a new notification: no one
+                # is left to answer or to tell.
+                logger.debug("notification %d: %s", held.notification.id, changed)
+                return
             if changed is not None:
                 decision = Decision(
                     False, decision.basis, f"{changed} during authorization", errno.EACCES
@@ -387,7 +393,7 @@ class Supervisor:
                 if again != argv:
                     return "arguments changed"
         except TargetGone:
-            return "target went away"
+            return TARGET_GONE
         except (Unreadable, OSError):
             return "path or arguments became unreadable"
         return None
