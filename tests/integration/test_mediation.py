@@ -458,11 +458,12 @@ def test_signals_during_a_slow_decision_do_not_repeat_it(
 ) -> None:
     # SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: without it every signal that interrupts the held
     # exec makes the kernel notify it again, and the agent would be asked over and over. The
-    # signal is handled before the exec and ignored by default after it.
+    # signal is handled (with SA_RESTART) before the exec and ignored by default after it.
     script = tmp_path / "signalled.py"
     script.write_text(
         "import os, signal, time\n"
         "signal.signal(signal.SIGURG, lambda *_: None)\n"
+        "signal.siginterrupt(signal.SIGURG, False)\n"
         "target = os.getpid()\n"
         "if os.fork() == 0:\n"
         "    for _ in range(150):\n"
