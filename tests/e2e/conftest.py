@@ -37,7 +37,6 @@ SHIM_CONF = Path("/etc/session-wrapper/shim.conf")
 # The first line of a shim.conf these tests wrote: any other file there is an operator's.
 SHIM_CONF_MARK = "# written by tests/e2e for the duration of the run"
 SOCKET_NAME = "tacacs.sock"
-CONTAINER_SSH_PORT = 2222
 LOGIN_SHELL = "/usr/local/libexec/session-wrapper-login-shell"
 DEFAULT_SHIM_FLAGS = ("--fail-policy", "closed", "--authorization-timeout-ms", "3000")
 
@@ -430,7 +429,8 @@ def _container_user(root_run: RootRun, key: Path, shell: str, groups: str) -> tu
 
 @pytest.fixture(scope="session")
 def container_target(ssh_key: Path, agent_dir: Path) -> Iterator[Target]:
-    """The e2e image under Docker's default seccomp profile, unprivileged, on 127.0.0.1 only.
+    """The e2e image under Docker's default seccomp profile, unprivileged, host networking,
+    its sshd on 127.0.0.1 only.
 
     The agent's socket folder is bind-mounted at /run/tacacs, where the image's shim looks.
     """
@@ -439,15 +439,31 @@ def container_target(ssh_key: Path, agent_dir: Path) -> Iterator[Target]:
     from testcontainers.core.container import DockerContainer
 
     image = _e2e_image()
-    container = DockerContainer(image).with_volume_mapping(str(agent_dir), "/run/tacacs", "rw")
-    # Published on the loopback address only; Docker picks the host port.
-    container.ports[f"{CONTAINER_SSH_PORT}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
+    # Host networking: the container's sshd listens on 127.0.0.1 of this host and nowhere else,
+    # so no bridge, no private-range address and no docker-proxy is involved.
+    port = _free_port()
+    container = (
+        DockerContainer(image)
+        .with_volume_mapping(str(agent_dir), "/run/tacacs", "rw")
+        .with_kwargs(network_mode="host")
+        # sshd's -o adds a Port instead of replacing it, so the port is changed in a copy of
+        # the image's config; the file already says ListenAddress 127.0.0.1.
+        .with_command(
+            [
+                "sh",
+                "-c",
+                'sed "s/^Port .*/Port $1/" /etc/ssh/sshd_config > /run/sshd_config.e2e '
+                "&& exec /usr/sbin/sshd -D -e -f /run/sshd_config.e2e",
+                "sh",
+                str(port),
+            ]
+        )
+    )
     container.start()
     try:
         wrapped = container.get_wrapped_container()
         wrapped.reload()
-        settings = wrapped.attrs["NetworkSettings"]
-        port = int(settings["Ports"][f"{CONTAINER_SSH_PORT}/tcp"][0]["HostPort"])
+        assert wrapped.attrs["HostConfig"]["NetworkMode"] == "host"
         security = wrapped.attrs["HostConfig"].get("SecurityOpt") or []
         assert not wrapped.attrs["HostConfig"]["Privileged"]
         assert not any("seccomp" in option for option in security), security
@@ -473,8 +489,7 @@ def container_target(ssh_key: Path, agent_dir: Path) -> Iterator[Target]:
             endpoint=f"/run/tacacs/{SOCKET_NAME}",
             agent_socket=agent_dir / SOCKET_NAME,
             socket_gid=gid,
-            # docker-proxy connects to the container from the bridge's gateway address.
-            rem_addr=settings["Gateway"],
+            rem_addr="127.0.0.1",
             root_run=root_run,
         )
     finally:
