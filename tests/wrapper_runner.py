@@ -16,6 +16,10 @@ needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (loads seccomp filters for other users, switches uid)"
 )
 
+# The syslog socket that wrappers started by these tests send their audit trail to; None keeps
+# the wrapper's default (/dev/log). The `syslog` fixture points it at a socket it reads.
+SYSLOG_SOCKET: str | None = None
+
 RunWrapper = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -29,6 +33,7 @@ def wrapper_argv(
     gid: int | None = None,
     user: str = "alice",
     extra: Sequence[str] = (),
+    syslog_socket: str | None = None,
 ) -> list[str]:
     """The wrapper's command line, as a ForceCommand shim would build it."""
     return [
@@ -51,7 +56,12 @@ def wrapper_argv(
         "pts/test",
         "--rem-addr",
         "192.0.2.7",
+        *_syslog_flag(syslog_socket or SYSLOG_SOCKET),
         *extra,
         "--",
         *command,
     ]
+
+
+def _syslog_flag(path: str | None) -> list[str]:
+    return ["--syslog-socket", path] if path else []

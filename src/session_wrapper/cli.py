@@ -20,6 +20,7 @@ from typing import NoReturn
 from session_wrapper.allowlist import AllowlistError, parse_allowlist
 from session_wrapper.settings import (
     DEFAULT_ENDPOINT,
+    DEFAULT_SYSLOG_SOCKET,
     DEFAULT_TIMEOUT_MS,
     FailPolicy,
     Settings,
@@ -120,6 +121,12 @@ def _fail_policy(text: str) -> FailPolicy:
         raise argparse.ArgumentTypeError(
             f"unknown fail policy {text!r}; use 'closed' or 'open'"
         ) from None
+
+
+def _syslog_socket(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an absolute path")
+    return text
 
 
 def _exec_dirs(text: str) -> tuple[str, ...]:
@@ -281,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run programs only from beneath these directories, enforced by Landlock "
         f"(suggested: {SUGGESTED_EXEC_DIRS}); default: no such limit",
     )
+    parser.add_argument(
+        "--syslog-socket",
+        default=DEFAULT_SYSLOG_SOCKET,
+        metavar="PATH",
+        type=_syslog_socket,
+        help=f"the syslog socket the audit trail goes to (default: {DEFAULT_SYSLOG_SOCKET})",
+    )
     # Words before "--" land here, so that they get a clear message rather than argparse's.
     parser.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     return parser
@@ -335,6 +349,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         rem_addr=namespace.rem_addr,
         verbosity=namespace.verbosity,
         exec_dirs=namespace.exec_dirs,
+        syslog_socket=namespace.syslog_socket,
     )
 
 

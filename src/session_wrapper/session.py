@@ -60,7 +60,7 @@ def run(settings: Settings) -> int:
     """Runs the session; returns the wrapper's exit status."""
     started_at = time.monotonic()
     configure_stderr_logging(settings.verbosity)
-    configure_syslog_audit(settings.user)
+    configure_syslog_audit(settings.user, settings.syslog_socket)
     allowlist = canonical_paths(effective_allowlist(settings.allowlist))
     reaper.become_subreaper()
     reaper.make_undumpable()

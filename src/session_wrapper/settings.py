@@ -15,6 +15,7 @@ class FailPolicy(enum.Enum):
 
 DEFAULT_ENDPOINT = "/run/tacacs/tacacs.sock"
 DEFAULT_TIMEOUT_MS = 5000
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Settings:
     # --exec-dirs: the only directories the session may execute from (Landlock); empty means
     # no such limit.
     exec_dirs: tuple[str, ...] = ()
+    syslog_socket: str = DEFAULT_SYSLOG_SOCKET
 
     @property
     def grpc_target(self) -> str:

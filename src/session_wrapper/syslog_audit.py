@@ -12,27 +12,16 @@ import logging
 import logging.handlers
 import os
 import socket
-from collections.abc import Mapping
 
 from session_wrapper.logsetup import AUDIT_LOGGER, TRACE
 
 logger = logging.getLogger(__name__)
 
-SYSLOG_SOCKET = "/dev/log"
-# For tests only: the integration tests bind their own datagram socket and point the wrapper at
-# it with this variable. sudo's env_reset and sshd (PermitUserEnvironment no, AcceptEnv without
-# it) keep a user from setting it in the documented deployment.
-SOCKET_ENV = "SESSION_WRAPPER_SYSLOG_SOCKET"
 # A syslog daemon that stops reading fills the socket's queue, and send(2) would then block the
 # worker that is logging, and with it the exec it is answering. Past this, the line is dropped.
 SEND_TIMEOUT_S = 0.25
 # Marks the handler's own "cannot write to syslog" warning, which must not go to syslog again.
 _LOCAL_ONLY = "syslog_audit_local_only"
-
-
-def socket_path(environ: Mapping[str, str]) -> str:
-    """The syslog socket: ``/dev/log`` unless the test variable names another."""
-    return environ.get(SOCKET_ENV) or SYSLOG_SOCKET
 
 
 class AuditSyslogFormatter(logging.Formatter):
@@ -116,9 +105,7 @@ def _wanted_in_syslog(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING
 
 
-def configure_syslog_audit(
-    user: str, environ: Mapping[str, str] = os.environ
-) -> AuditSyslogHandler | None:
+def configure_syslog_audit(user: str, path: str) -> AuditSyslogHandler | None:
     """Sends every audit event (debug and up) and every warning to syslog, for ``user``'s session.
 
     With no syslog socket, one warning goes to stderr and None is returned; the session goes on.
@@ -129,7 +116,6 @@ def configure_syslog_audit(
         root.removeHandler(old)
         old.close()
 
-    path = socket_path(environ)
     handler = AuditSyslogHandler(path, user)
     if not handler.connected():
         handler.close()

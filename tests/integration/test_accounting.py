@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_audit_log import SyslogReceiver, events, socket_dir, syslog
+from syslog_receiver import SyslogReceiver, events
 from wrapper_runner import wrapper_argv
 
 from fakeagent import FakeAgent, RecordedRequest
-
-__all__ = ["socket_dir", "syslog"]  # fixtures shared with test_audit_log
 
 N = 6
 # N execs the agent is asked about, one the agent denies and one on the allowlist between them.

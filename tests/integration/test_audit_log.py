@@ -1,25 +1,21 @@
 """The syslog audit trail of real wrapped sessions, read from a datagram socket the test binds.
 
-The wrapper is pointed at the test's socket with SESSION_WRAPPER_SYSLOG_SOCKET instead of
-/dev/log. Each test runs sessions against the fake agent and checks the lines as a syslog daemon
-would receive them: facility AUTHPRIV, priority by event, the wrapper's pid in the tag, the
-session's user on every line, key=value fields with control characters escaped.
+The wrapper is pointed at the test's socket with --syslog-socket instead of /dev/log. Each test
+runs sessions against the fake agent and checks the lines as a syslog daemon would receive them:
+facility AUTHPRIV, priority by event, the wrapper's pid in the tag, the session's user on every
+line, key=value fields with control characters escaped.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import socket
 import subprocess
-import tempfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import wrapper_runner
+from syslog_receiver import SyslogReceiver, events
 from wrapper_runner import wrapper_argv
 
 from fakeagent import FakeAgent
@@ -47,112 +43,6 @@ status = "SUCCESS"
 [default]
 status = "PASS_ADD"
 """
-
-_LINE = re.compile(r"<(\d+)>session-wrapper\[(\d+)\]: (event=.*)")
-_FIELD = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|[^ ]*)(?: |$)')
-
-
-@dataclass(frozen=True)
-class SyslogLine:
-    """One datagram as a syslog daemon gets it."""
-
-    facility: int
-    severity: int
-    pid: int
-    text: str
-    fields: dict[str, str]
-
-    @property
-    def event(self) -> str:
-        return self.fields["event"]
-
-
-def parse_fields(text: str) -> dict[str, str]:
-    """key=value fields; a quoted value has its backslash escapes undone."""
-    fields: dict[str, str] = {}
-    position = 0
-    while position < len(text):
-        match = _FIELD.match(text, position)
-        assert match, f"not key=value at offset {position}: {text!r}"
-        value = match.group(2)
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        fields[match.group(1)] = value
-        position = match.end()
-    return fields
-
-
-def parse_line(datagram: bytes) -> SyslogLine:
-    text = datagram.decode().removesuffix("\0")
-    match = _LINE.fullmatch(text)
-    assert match, f"not a session-wrapper syslog line: {text!r}"
-    priority = int(match.group(1))
-    body = match.group(3)
-    return SyslogLine(priority >> 3, priority & 7, int(match.group(2)), body, parse_fields(body))
-
-
-class SyslogReceiver:
-    """A datagram socket standing in for /dev/log, read by a thread so that the wrapper's sends
-    never wait on a full queue (net.unix.max_dgram_qlen is small)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(path))
-        self._socket.settimeout(0.05)
-        self._datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._datagrams.append(self._socket.recv(1 << 20))
-            except TimeoutError:
-                continue
-
-    def lines(self) -> list[SyslogLine]:
-        """Every line received so far; call it after the wrapper has exited."""
-        self._stop.set()
-        self._thread.join()
-        self._socket.setblocking(False)
-        while True:
-            try:
-                self._datagrams.append(self._socket.recv(1 << 20))
-            except BlockingIOError:
-                break
-        self._stop.clear()
-        self._socket.settimeout(0.05)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        return [parse_line(d) for d in self._datagrams]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._socket.close()
-
-
-def events(lines: list[SyslogLine], name: str) -> list[SyslogLine]:
-    return [line for line in lines if line.event == name]
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    # sun_path holds 108 bytes: pytest's tmp_path may be longer.
-    path = Path(tempfile.mkdtemp(prefix="sw-audit-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def syslog(socket_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyslogReceiver]:
-    receiver = SyslogReceiver(socket_dir / "log")
-    monkeypatch.setenv("SESSION_WRAPPER_SYSLOG_SOCKET", str(receiver.path))
-    monkeypatch.delenv("SSH_ORIGINAL_COMMAND", raising=False)
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture
@@ -331,7 +221,7 @@ def test_trace_shows_the_full_argv_that_the_audit_line_cuts(
 def test_no_syslog_socket_is_one_warning_and_the_session_runs(
     agent: FakeAgent, socket_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SESSION_WRAPPER_SYSLOG_SOCKET", str(socket_dir / "no-syslog"))
+    monkeypatch.setattr(wrapper_runner, "SYSLOG_SOCKET", str(socket_dir / "no-syslog"))
     process, stdout, stderr = run_session(
         "/bin/bash", "-c", "/usr/bin/echo still here", cwd=socket_dir, endpoint=agent.endpoint
     )

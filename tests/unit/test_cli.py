@@ -644,3 +644,17 @@ def test_stderr_level_never_raises_the_root_level(
 def test_negative_verbosity_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="verbosity must not be negative"):
         logsetup.stderr_level(-1)
+
+
+def test_syslog_socket_defaults_to_dev_log_and_must_be_absolute(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([*BASE, "--", "true"]).syslog_socket == "/dev/log"
+    given = parse_args([*BASE, "--syslog-socket", "/run/log.sock", "--", "true"])
+    assert given.syslog_socket == "/run/log.sock"
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*BASE, "--syslog-socket", "log.sock", "--", "true"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "session-wrapper: error: argument --syslog-socket: 'log.sock' is not an absolute path\n"
+    )
