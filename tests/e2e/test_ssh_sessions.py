@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pexpect
 import pytest
 from pexpect.popen_spawn import PopenSpawn
+from syslog_receiver import SyslogReceiver, events
 
 from fakeagent.recording import RecordedRequest
 from fakeagent.server import FakeAgent
@@ -292,3 +293,39 @@ def test_login_shell_shim_under_forcecommand_starts_one_session(
     assert done.returncode == 5, done.stderr.decode()
     # A second session request would mean the shim ran inside a session of its own.
     assert len(session_requests(login_shell_agent)) == 1
+
+
+@pytest.mark.timeout(60)
+def test_accounting_record_and_syslog_deny_line_of_a_login(
+    target: Target, agent: FakeAgent
+) -> None:
+    # The receiver stands in for /dev/log; it sits beside the agent socket, in the folder the
+    # container sees as /run/tacacs. Mode 0666, as /dev/log is: the wrapper runs as the user.
+    folder_in_target = target.endpoint.rsplit("/", 1)[0]
+    receiver = SyslogReceiver(target.agent_socket.parent / "log.sock")
+    receiver.path.chmod(0o666)
+    try:
+        target.set_shim_flags(
+            "--fail-policy",
+            "closed",
+            "--authorization-timeout-ms",
+            "3000",
+            "--syslog-socket",
+            f"{folder_in_target}/log.sock",
+        )
+        done = target.ssh("/usr/bin/echo accounted; whoami")
+        lines = receiver.lines()
+    finally:
+        receiver.close()
+        receiver.path.unlink()
+
+    assert done.stdout.decode() == "accounted\n"
+    accounting = [r for r in agent.requests if r.rpc == "accounting" and r.command]
+    assert [(r.command, r.command_arguments) for r in accounting] == [
+        ("/usr/bin/echo", ("accounted",))
+    ]
+    assert accounting[0].user == target.user
+    [denied] = events(lines, "exec_denied")
+    assert denied.fields["path"] == "/usr/bin/whoami"
+    assert denied.fields["user"] == target.user
+    assert "whoami is not for e2e users" in denied.fields["reason"]
