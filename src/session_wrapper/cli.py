@@ -406,4 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here so that --help and usage errors never load grpc or the kernel adapter.
     from session_wrapper import session
 
-    return session.run(settings)
+    try:
+        return session.run(settings)
+    except Exception as error:
+        # A bug or an environment the wrapper cannot run in. The session's execs are safe
+        # either way: once the wrapper is gone, the kernel fails them with ENOSYS.
+        if settings.verbosity >= 3:
+            raise
+        print(
+            f"session-wrapper: internal error: {type(error).__name__}: {error} "
+            "(run with -vvv for the traceback)",
+            file=sys.stderr,
+        )
+        return 1

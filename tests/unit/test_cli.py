@@ -658,3 +658,21 @@ def test_syslog_socket_defaults_to_dev_log_and_must_be_absolute(
     assert capsys.readouterr().err == (
         "session-wrapper: error: argument --syslog-socket: 'log.sock' is not an absolute path\n"
     )
+
+
+def test_internal_error_is_one_line_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from session_wrapper import cli, session
+
+    def broken(_settings: object) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(session, "run", broken)
+    assert cli.main([*BASE, "--", "true"]) == 1
+    assert capsys.readouterr().err == (
+        "session-wrapper: internal error: OSError: [Errno 24] Too many open files "
+        "(run with -vvv for the traceback)\n"
+    )
+    with pytest.raises(OSError, match="Too many open files"):
+        cli.main([*BASE, "-vvv", "--", "true"])
