@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 # An exec normally replaces /proc/PID/exe within a few hundred microseconds of CONTINUE. One
 # whose exe is still the old file after this long is taken to have failed (ENOEXEC, EACCES).
 WATCH_LIMIT_S = 1.0
-# Polls start back to back and back off to this interval.
+# Polls run back to back for this long (an exec of a dynamic binary takes a few hundred
+# microseconds), then back off to the interval below: the sooner the check, the less a wrong
+# program can do before the kill.
+_BUSY_POLL_S = 0.005
 _MAX_POLL_INTERVAL_S = 0.005
 
 FileIdentity = tuple[int, int]
@@ -126,9 +129,9 @@ class ExecVerifier:
                 if time.monotonic() - started > WATCH_LIMIT_S:
                     logger.debug("exec in %d left exe unchanged: it failed", watch.tgid)
                     return None
-                if interval:
+                if time.monotonic() - started > _BUSY_POLL_S:
+                    interval = min(_MAX_POLL_INTERVAL_S, interval * 2 or 0.0001)
                     time.sleep(interval)
-                interval = min(_MAX_POLL_INTERVAL_S, interval * 2 or 0.00005)
         finally:
             self._forget(watch)
 
