@@ -106,7 +106,8 @@ def test_root_launch_keeps_setuid_working_and_mediated(
     result = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(test_user.uid), "0"]
-    assert [r.cmd for r in agent.requests if r.cmd] == [str(setuid_id)]
+    asked = [r.cmd for r in agent.requests if r.rpc == "authorization" and r.cmd]
+    assert asked == [str(setuid_id)]
 
 
 def _python_for_every_user() -> str:
@@ -147,7 +148,7 @@ def test_user_launch_sets_no_new_privs(
     effective_uid, no_new_privs = result.stdout.splitlines()
     assert effective_uid == str(test_user.uid)
     assert no_new_privs.split() == ["NoNewPrivs:", "1"]
-    assert str(setuid_id) in [r.cmd for r in agent.requests]
+    assert str(setuid_id) in [r.cmd for r in agent.requests if r.rpc == "authorization"]
 
 
 def test_user_launch_cannot_switch_to_another_uid(agent: FakeAgent, test_user: LoginUser) -> None:
