@@ -188,16 +188,16 @@ def exec_query(identity: Identity, request: ExecRequest) -> AuthorizationQuery:
     args = [AvPair("service", "shell"), AvPair("cmd", escape_arg(request.path))]
     args += [AvPair("cmd-arg", escape_arg(arg)) for arg in request.argv[1:]]
     if len(args) > MAX_ARG_COUNT:
+        # The kernel adapter stops reading one past the limit, so the real count is unknown.
         raise UnsendableRequest(
-            f"{len(request.argv) - 1} arguments exceed TACACS+'s limit of "
-            f"{MAX_ARG_COUNT - 2} per command"
+            f"more than {MAX_ARG_COUNT - 2} arguments, TACACS+'s limit per command"
         )
     for index, pair in enumerate(args):
         size = len(str(pair).encode())
         if size > MAX_ARG_BYTES:
             which = "the command path" if index == 1 else f"argument {index - 1}"
             raise UnsendableRequest(
-                f"{which} is {size} bytes as a TACACS+ arg, over the limit of {MAX_ARG_BYTES}"
+                f"{which} is over {MAX_ARG_BYTES} bytes as a TACACS+ arg, the limit"
             )
     return AuthorizationQuery(identity, tuple(args))
 

@@ -235,7 +235,7 @@ def test_more_than_253_cmd_args_are_unsendable(count: int) -> None:
     with pytest.raises(UnsendableRequest) as raised:
         exec_query(IDENTITY, ExecRequest(b"/usr/bin/tool", argv_of(count)))
 
-    assert str(raised.value) == f"{count} arguments exceed TACACS+'s limit of 253 per command"
+    assert str(raised.value) == "more than 253 arguments, TACACS+'s limit per command"
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ def test_cmd_arg_of_256_bytes_is_unsendable_and_named(value: bytes) -> None:
     with pytest.raises(UnsendableRequest) as raised:
         exec_query(IDENTITY, ExecRequest(b"/usr/bin/tool", argv))
 
-    assert str(raised.value) == ("argument 3 is 256 bytes as a TACACS+ arg, over the limit of 255")
+    assert str(raised.value) == "argument 3 is over 255 bytes as a TACACS+ arg, the limit"
 
 
 def test_path_of_251_bytes_is_sendable() -> None:
@@ -277,9 +277,7 @@ def test_long_path_is_unsendable_and_named(path: bytes) -> None:
     with pytest.raises(UnsendableRequest) as raised:
         exec_query(IDENTITY, ExecRequest(path, (b"tool",)))
 
-    assert str(raised.value) == (
-        f"the command path is {len(path) + 4} bytes as a TACACS+ arg, over the limit of 255"
-    )
+    assert str(raised.value) == ("the command path is over 255 bytes as a TACACS+ arg, the limit")
 
 
 def test_unsendable_request_is_denied_whatever_the_fail_policy() -> None:
@@ -290,7 +288,7 @@ def test_unsendable_request_is_denied_whatever_the_fail_policy() -> None:
     assert unsendable_decision(str(raised.value)) == Decision(
         allowed=False,
         basis=Basis.UNSENDABLE,
-        reason="cannot be authorized: 300 arguments exceed TACACS+'s limit of 253 per command",
+        reason="cannot be authorized: more than 253 arguments, TACACS+'s limit per command",
         errno=errno.EACCES,
     )
 

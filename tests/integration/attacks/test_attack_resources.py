@@ -17,12 +17,12 @@ from fakeagent import FakeAgent
     ("args", "reason"),
     [
         # The reads stop one past the limits, so the reason gives the count and size read.
-        ("$(/usr/bin/seq 300)", "255 arguments exceed TACACS+'s limit of 253 per command"),
+        ("$(/usr/bin/seq 300)", "more than 253 arguments, TACACS+'s limit per command"),
         (
             "$(/usr/bin/head -c 100000 /dev/zero | /usr/bin/tr '\\0' a)",
-            "argument 1 is 264 bytes as a TACACS+ arg, over the limit of 255",
+            "argument 1 is over 255 bytes as a TACACS+ arg, the limit",
         ),
-        ("$(/usr/bin/seq 290000)", "255 arguments exceed TACACS+'s limit of 253 per command"),
+        ("$(/usr/bin/seq 290000)", "more than 253 arguments, TACACS+'s limit per command"),
     ],
     ids=["300-args", "100KB-arg", "2MB-argv"],
 )
