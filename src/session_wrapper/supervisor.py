@@ -355,17 +355,20 @@ class Supervisor:
                     False, decision.basis, f"{changed} during authorization", errno.EACCES
                 )
         watch = self._prepare_watch(held) if decision.allowed else None
-        if decision.allowed and watch is None:
-            decision = Decision(False, decision.basis, "cannot watch the exec", errno.EACCES)
-        self._report(held, argv, decision)
-        if decision.allowed:
-            if decision.basis is not Basis.ALLOWLIST:
-                self.account(ExecRequest(held.file.path, argv, held.raw_path))
-            answered = self.listener.allow(held.notification.id)
-            if watch is not None:
-                self._verify_later(watch, answered)
-        else:
+        if watch is None:
+            if decision.allowed:
+                decision = Decision(False, decision.basis, "cannot watch the exec", errno.EACCES)
+            # The deny line goes out before the answer, so that the user reads it before the
+            # shell's own "Permission denied".
+            self._report(held, argv, decision)
             self.listener.fail(held.notification.id, decision.errno or errno.EACCES)
+            return
+        answered = self.listener.allow(held.notification.id)
+        # Reported after the answer: the exec does not wait for its log line.
+        self._report(held, argv, decision)
+        if answered and decision.basis is not Basis.ALLOWLIST:
+            self.account(ExecRequest(held.file.path, argv, held.raw_path))
+        self._verify_later(watch, answered)
 
     def _changed_since_decision(
         self, held: Held, argv: tuple[bytes, ...], decision: Decision

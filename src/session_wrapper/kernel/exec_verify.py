@@ -9,6 +9,7 @@ It detects; it cannot undo what the wrong program did before the kill. It holds 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -23,10 +24,10 @@ logger = logging.getLogger(__name__)
 # An exec normally replaces /proc/PID/exe within a few hundred microseconds of CONTINUE. One
 # whose exe is still the old file after this long is taken to have failed (ENOEXEC, EACCES).
 WATCH_LIMIT_S = 1.0
-# Polls run back to back for this long (an exec of a dynamic binary takes a few hundred
-# microseconds), then back off to the interval below: the sooner the check, the less a wrong
-# program can do before the kill.
-_BUSY_POLL_S = 0.005
+# The first poll is at once, then after 100 us, doubling up to 5 ms. Polls back to back would
+# catch a wrong program a little sooner, but on two cores they take a CPU away from the very
+# execs being watched: every exec of the session got slower.
+_FIRST_POLL_INTERVAL_S = 0.0001
 _MAX_POLL_INTERVAL_S = 0.005
 
 FileIdentity = tuple[int, int]
@@ -97,8 +98,16 @@ class ExecVerifier:
         The pidfd is taken now, while the held thread keeps the process alive, so the pid can
         never be a reused one later; pidfd_send_signal(2) then kills exactly this process.
         """
-        tgid = thread_group(tid)
-        pidfd = os.pidfd_open(tgid)
+        try:
+            # Most execs come from a single-threaded process, whose tid is its tgid;
+            # pidfd_open(2) refuses (EINVAL) a tid that is not a thread-group leader.
+            pidfd = os.pidfd_open(tid)
+            tgid = tid
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            tgid = thread_group(tid)
+            pidfd = os.pidfd_open(tgid)
         before = _exe(tgid)
         with self._lock:
             self._serial += 1
@@ -129,9 +138,8 @@ class ExecVerifier:
                 if time.monotonic() - started > WATCH_LIMIT_S:
                     logger.debug("exec in %d left exe unchanged: it failed", watch.tgid)
                     return None
-                if time.monotonic() - started > _BUSY_POLL_S:
-                    interval = min(_MAX_POLL_INTERVAL_S, interval * 2 or 0.0001)
-                    time.sleep(interval)
+                interval = min(_MAX_POLL_INTERVAL_S, interval * 2 or _FIRST_POLL_INTERVAL_S)
+                time.sleep(interval)
         finally:
             self._forget(watch)
 
