@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import select
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from session_wrapper import audit
@@ -156,24 +156,16 @@ class Supervisor:
         # Called for every exec allowed by the agent or by fail-open, before the kernel lets it
         # run; it only queues the accounting record (session_wrapper.accounting).
         self.account = account
-        self._pending: queue.SimpleQueue[Held | None] = queue.SimpleQueue()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"authorize-{n}", daemon=True)
-            for n in range(workers)
-        ]
+        # ThreadPoolExecutor starts a thread only when no idle one is left, so a session that
+        # never asks the agent twice at once runs one worker, and start-up pays for none.
+        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="authorize")
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
         self.verifier = ExecVerifier(self._exec_verification_failed)
         # Execs allowed by the receiver itself are verified here, never on the receiver.
-        self._watches: queue.SimpleQueue[Watch | None] = queue.SimpleQueue()
-        self._watchers = [
-            threading.Thread(target=self._watch, name=f"verify-{n}", daemon=True)
-            for n in range(WATCHERS)
-        ]
+        self._watchers = ThreadPoolExecutor(WATCHERS, thread_name_prefix="verify")
         self.drained = threading.Event()
 
     def start(self) -> None:
-        for worker in [*self._workers, *self._watchers]:
-            worker.start()
         self._receiver.start()
 
     def wait_drained(self, timeout_s: float) -> bool:
@@ -202,10 +194,8 @@ class Supervisor:
                     self.listener.fail(notification.id, errno.EACCES)
         finally:
             self.drained.set()
-            for _worker in self._workers:
-                self._pending.put(None)
-            for _watcher in self._watchers:
-                self._watches.put(None)
+            self._workers.shutdown(wait=False)
+            self._watchers.shutdown(wait=False)
 
     def _exec_call(self, notification: Notification) -> ExecCall:
         args = notification.args
@@ -241,7 +231,7 @@ class Supervisor:
         if decision is None or any(
             allowlist_decision(step.file.path, self.allowlist) is None for step in interpreters
         ):
-            self._pending.put(held)
+            self._workers.submit(self._work, held)
             return
         self._finish(held, (), decision)
 
@@ -284,13 +274,12 @@ class Supervisor:
     def _validity(self, notification: Notification) -> Callable[[], bool]:
         return lambda: self.listener.id_valid(notification.id)
 
-    def _work(self) -> None:
-        while (held := self._pending.get()) is not None:
-            try:
-                self._authorize(held)
-            except Exception:
-                logger.exception("authorizing notification %d failed", held.notification.id)
-                self.listener.fail(held.notification.id, errno.EACCES)
+    def _work(self, held: Held) -> None:
+        try:
+            self._authorize(held)
+        except Exception:  # a bug must not leave the exec held forever
+            logger.exception("authorizing notification %d failed", held.notification.id)
+            self.listener.fail(held.notification.id, errno.EACCES)
 
     def _authorize(self, held: Held) -> None:
         notification = held.notification
@@ -415,16 +404,15 @@ class Supervisor:
         if not answered:
             self.verifier.cancel(watch)
         elif threading.current_thread() is self._receiver:
-            self._watches.put(watch)
+            self._watchers.submit(self._watch, watch)
         else:
             self.verifier.verify(watch)
 
-    def _watch(self) -> None:
-        while (watch := self._watches.get()) is not None:
-            try:
-                self.verifier.verify(watch)
-            except Exception:
-                logger.exception("verifying the exec of pid %d failed", watch.tgid)
+    def _watch(self, watch: Watch) -> None:
+        try:
+            self.verifier.verify(watch)
+        except Exception:
+            logger.exception("verifying the exec of pid %d failed", watch.tgid)
 
     def _exec_verification_failed(self, mismatch: Mismatch) -> None:
         """The process runs a file nobody authorized: it has been killed; raise the alarm."""
