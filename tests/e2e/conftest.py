@@ -561,3 +561,14 @@ def login_shell_users(container_target: Target) -> dict[str, Target]:
             container_target, user=user, uid=uid, home=f"/home/{user}"
         )
     return users
+
+
+@pytest.fixture(scope="session")
+def container_user_factory(container_target: Target) -> Callable[[str, str], Target]:
+    """Makes another user of the e2e image: ``factory(login_shell, groups)`` -> its Target."""
+
+    def make(shell: str, groups: str) -> Target:
+        user, uid = _container_user(container_target.root_run, container_target.key, shell, groups)
+        return dataclasses.replace(container_target, user=user, uid=uid, home=f"/home/{user}")
+
+    return make

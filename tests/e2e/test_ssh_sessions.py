@@ -329,3 +329,60 @@ def test_accounting_record_and_syslog_deny_line_of_a_login(
     assert denied.fields["path"] == "/usr/bin/whoami"
     assert denied.fields["user"] == target.user
     assert "whoami is not for e2e users" in denied.fields["reason"]
+
+
+# Known limits of the sshd side: what runs before the ForceCommand, shown as it is today.
+
+
+@pytest.mark.timeout(60)
+def test_user_rc_file_does_not_run_before_the_wrapper(target: Target, agent: FakeAgent) -> None:
+    marker = f"{target.home}/rc-ran"
+    rc = f"{target.home}/.ssh/rc"
+    status, output = target.root(
+        "sh",
+        "-c",
+        'printf "/usr/bin/touch %s\\n" "$1" > "$2" && chown "$3" "$2"',
+        "sh",
+        marker,
+        rc,
+        target.user,
+    )
+    assert status == 0, output
+    try:
+        done = target.ssh("/usr/bin/true")
+        assert done.returncode == 0, done.stderr.decode()
+        # PermitUserRC no in docker/sshd_config: sshd never ran the user's rc file.
+        assert target.root("test", "-e", marker)[0] != 0
+    finally:
+        target.root("rm", "-f", rc, marker)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(60)
+def test_bash_login_shell_runs_bashrc_before_the_wrapper_known_limit(
+    container_user_factory: Callable[[str, str], Target], login_shell_agent: FakeAgent
+) -> None:
+    # sshd runs the ForceCommand as `SHELL -c FORCECOMMAND`; Debian's bash then reads ~/.bashrc,
+    # a file the user can write, before the shim starts the wrapper. The deployment section says
+    # to give such users /bin/sh or the login-shell shim; this shows what happens otherwise.
+    bash_user = container_user_factory("/bin/bash", "session-wrapper")
+    user = bash_user.user
+    marker = f"/home/{user}/bashrc-ran"
+    status, output = bash_user.root(
+        "sh",
+        "-c",
+        'printf "/usr/bin/touch %s\\n" "$1" > "$2" && chown "$3" "$2"',
+        "sh",
+        marker,
+        f"/home/{user}/.bashrc",
+        user,
+    )
+    assert status == 0, output
+
+    done = bash_user.ssh("/usr/bin/true")
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert bash_user.root("test", "-e", marker)[0] == 0, "~/.bashrc did not run"
+    # The wrapper never saw that exec: it ran before the session started.
+    assert exec_requests(login_shell_agent, "touch") == []
+    assert len(session_requests(login_shell_agent)) == 1

@@ -8,7 +8,9 @@ takes a record (then N syslog lines instead). Allowlisted and denied execs give 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -257,3 +259,39 @@ def test_records_are_sent_while_the_session_runs(
                 process.kill()
     assert process.returncode == 0
     assert seen[-1] == ("/usr/bin/echo", ("first",))
+
+
+def test_records_queued_when_the_wrapper_is_killed_are_lost_known_limit(
+    agent: FakeAgent, syslog: SyslogReceiver, socket_dir: Path
+) -> None:
+    """Known limit: SIGKILL leaves no time to flush, nor to log what was never sent."""
+    # The session-start record (empty command) is never answered, so the exec record queues
+    # behind it: records go out one at a time, in order.
+    agent.load_policy(
+        AUTHORIZATION + '[[rule]]\nrpc = "accounting"\ncmd = ""\nhang = true\n' + ACCOUNTING_OK
+    )
+    marker = socket_dir / "ran"
+    argv = wrapper_argv(
+        ("/bin/bash", "-c", f"/usr/bin/touch {marker}; read -t 20 <> <(:)"),
+        endpoint=agent.endpoint,
+    )
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=socket_dir,
+        start_new_session=True,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 20
+            while not (marker.exists() and accounting(agent)):
+                assert time.monotonic() < deadline, "the session never ran its command"
+                time.sleep(0.01)
+            process.kill()
+            process.wait()
+        finally:
+            # The session's own processes outlive the killed wrapper; end them too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert accounting(agent) == [("", ("/bin/bash", "-c", argv[-1]))]
+    assert events(syslog.lines(), "accounting_failure") == []
