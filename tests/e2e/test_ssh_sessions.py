@@ -365,24 +365,26 @@ def test_bash_login_shell_runs_bashrc_before_the_wrapper_known_limit(
     # sshd runs the ForceCommand as `SHELL -c FORCECOMMAND`; Debian's bash then reads ~/.bashrc,
     # a file the user can write, before the shim starts the wrapper. The deployment section says
     # to give such users /bin/sh or the login-shell shim; this shows what happens otherwise.
+    # The rc file uses only builtins and records which `bash -c` read it.
     bash_user = container_user_factory("/bin/bash", "session-wrapper")
-    user = bash_user.user
-    marker = f"/home/{user}/bashrc-ran"
+    home = bash_user.home
     status, output = bash_user.root(
         "sh",
         "-c",
-        'printf "/usr/bin/touch %s\\n" "$1" > "$2" && chown "$3" "$2"',
+        'printf "%s\\n" "echo \\"read by: \\$BASH_EXECUTION_STRING\\" >> $1/bashrc-ran" '
+        '> "$1/.bashrc" && chown "$2" "$1/.bashrc"',
         "sh",
-        marker,
-        f"/home/{user}/.bashrc",
-        user,
+        home,
+        bash_user.user,
     )
     assert status == 0, output
 
     done = bash_user.ssh("/usr/bin/true")
 
     assert done.returncode == 0, done.stderr.decode()
-    assert bash_user.root("test", "-e", marker)[0] == 0, "~/.bashrc did not run"
-    # The wrapper never saw that exec: it ran before the session started.
-    assert exec_requests(login_shell_agent, "touch") == []
+    status, readers = bash_user.root("cat", f"{home}/bashrc-ran")
+    assert status == 0, readers
+    # The outer bash, started by sshd to run the ForceCommand, ran the user's file before the
+    # wrapper existed. (The session's own `bash -c` reads it again, inside the wrapper.)
+    assert "read by: /usr/local/libexec/session-wrapper-shim" in readers.splitlines()
     assert len(session_requests(login_shell_agent)) == 1
