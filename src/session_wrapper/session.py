@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 
 from session_wrapper import audit
@@ -22,6 +23,7 @@ from session_wrapper.decision import (
     AuthorizationQuery,
     Basis,
     Decision,
+    ExecRequest,
     Identity,
     Verdict,
     decide_session,
@@ -79,31 +81,11 @@ def run(settings: Settings) -> int:
     # the import is the largest part of start-up.
     from session_wrapper import accounting
     from session_wrapper.agent_client import AgentClient
-    from session_wrapper.kernel.notify import Listener
-    from session_wrapper.supervisor import DenyWriter, Supervisor
 
     client = AgentClient(settings.grpc_target, settings.authorization_timeout_ms / 1000)
     authorize = audit.AgentHealth(settings.service_endpoint).observing(client.authorize)
-    account = accounting.AccountingQueue(accounting.agent_sender(client))
-    listener = Listener(child.listener_fd)
     identity = Identity(settings.user, settings.port, settings.rem_addr, settings.privilege_level)
-    audit.record(
-        logging.INFO,
-        "session_start",
-        user=settings.user,
-        uid=settings.user_uid,
-        rem_addr=settings.rem_addr,
-        port=settings.port,
-        pid=os.getpid(),
-        command=" ".join(settings.command),
-        ssh_original_command=os.environ.get("SSH_ORIGINAL_COMMAND", ""),
-        wait_killable_recv=child.wait_killable_recv,
-        landlock_abi=child.landlock_abi,
-        exec_dirs=",".join(settings.exec_dirs),
-    )
-    if child.landlock_skipped:
-        # One warning: the seccomp mediation still runs, the kernel-enforced layer does not.
-        logger.warning("%s", child.landlock_skipped)
+    _record_start(settings, child)
 
     session = _authorize_session(settings, authorize, identity)
     if not session.allowed:
@@ -113,14 +95,42 @@ def run(settings: Settings) -> int:
         _record_end(settings, 1, started_at)
         return 1
     if session.granted_priv_lvl is not None:
-        identity = Identity(
-            identity.user, identity.port, identity.rem_addr, session.granted_priv_lvl
-        )
+        identity = replace(identity, priv_lvl=session.granted_priv_lvl)
+
+    account = accounting.AccountingQueue(accounting.agent_sender(client))
     account.start()
     account.submit(accounting.session_start_record(identity, settings.command, os.environ))
+    status = _supervise(
+        settings,
+        child,
+        allowlist,
+        authorize,
+        identity,
+        deny_fd,
+        lambda request: account.submit(accounting.exec_record(identity, request)),
+    )
+    account.close()
+    client.close()
+    _record_end(settings, status, started_at)
+    return status
+
+
+def _supervise(
+    settings: Settings,
+    child: launcher.Started,
+    allowlist: frozenset[bytes],
+    authorize: Callable[[AuthorizationQuery], Verdict],
+    identity: Identity,
+    deny_fd: int,
+    account: Callable[[ExecRequest], None],
+) -> int:
+    """Releases the child under the supervisor and waits for the whole session to end; returns
+    the exit status of the session's command."""
+    from session_wrapper.kernel.notify import Listener
+    from session_wrapper.supervisor import DenyWriter, Supervisor
 
     supervisor = Supervisor(
-        listener,
+        Listener(child.listener_fd),
         child.execve_nr,
         child.execveat_nr,
         allowlist,
@@ -128,7 +138,7 @@ def run(settings: Settings) -> int:
         identity,
         settings.fail_policy,
         DenyWriter(deny_fd),
-        account=lambda request: account.submit(accounting.exec_record(identity, request)),
+        account=account,
     )
     supervisor.start()
     _forward_termination()
@@ -146,10 +156,27 @@ def run(settings: Settings) -> int:
         status = setup_failure.exit_status
     if not supervisor.wait_drained(_DRAIN_WAIT_S):
         logger.warning("listener still open after the last process of the session was reaped")
-    account.close()
-    client.close()
-    _record_end(settings, status, started_at)
     return status
+
+
+def _record_start(settings: Settings, child: launcher.Started) -> None:
+    audit.record(
+        logging.INFO,
+        "session_start",
+        user=settings.user,
+        uid=settings.user_uid,
+        rem_addr=settings.rem_addr,
+        port=settings.port,
+        pid=os.getpid(),
+        command=" ".join(settings.command),
+        ssh_original_command=os.environ.get("SSH_ORIGINAL_COMMAND", ""),
+        wait_killable_recv=child.wait_killable_recv,
+        landlock_abi=child.landlock_abi,
+        exec_dirs=",".join(settings.exec_dirs),
+    )
+    if child.landlock_skipped:
+        # One warning: the seccomp mediation still runs, the kernel-enforced layer does not.
+        logger.warning("%s", child.landlock_skipped)
 
 
 def _authorize_session(
