@@ -429,7 +429,8 @@ class Supervisor:
         self.deny_writer.write(
             one_line(
                 f"session-wrapper: exec verification failed: pid {mismatch.tgid} ran "
-                f"{mismatch.found_path}, not the file authorized; killed"
+                f"{mismatch.found_path}, not the file authorized; killed after "
+                f"{round(mismatch.after_s * 1e6)} us"
             )
         )
 

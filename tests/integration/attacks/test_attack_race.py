@@ -58,6 +58,8 @@ class RaceFigures:
     forbidden_ran: int
     evil_argv_ran: int
     allowed_ran: int
+    # How long after CONTINUE each kill came, from the user's "killed after N us" lines.
+    kill_delays_us: tuple[int, ...] = ()
 
 
 def _race(
@@ -98,6 +100,7 @@ def _race(
         forbidden_ran=len(marker.read_text().splitlines()) if marker.exists() else 0,
         evil_argv_ran=sum("evil" in line for line in runs),
         allowed_ran=sum("safe" in line for line in runs),
+        kill_delays_us=tuple(int(us) for us in re.findall(r"killed after (\d+) us", err)),
     )
     # The figures go to the test log, and the README quotes a run of them.
     print(f"race {mode}/{target}: {figures}")
@@ -147,3 +150,28 @@ def test_argv_flip_is_caught_before_continue_or_runs(
     # the re-read before CONTINUE stands between a late flip and the kernel's read.
     assert figures.caught_before_continue + figures.agent_saw_forbidden > 0, figures
     assert figures.killed_after_exec == 0, figures
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["thread", "vfork"])
+def test_path_flip_that_wins_is_killed_before_a_slower_program_acts(
+    run_wrapper: RunWrapper,
+    helpers: Helpers,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    agent_socket_dir: Path,
+    mode: str,
+) -> None:
+    """Post-exec verification: a forbidden program that waits 200 ms before acting never acts.
+
+    The same race as above; the only difference is that the forbidden program sleeps first, so
+    every flip that wins the kernel's read must end in a kill before the marker is written.
+    """
+    monkeypatch.setenv("FORBIDDEN_DELAY_MS", "200")
+    with FakeAgent(listen=f"unix:{agent_socket_dir}/race.sock", policy=RACE_POLICY) as agent:
+        figures = _race(run_wrapper, agent, helpers, tmp_path, monkeypatch, mode, "path")
+    assert figures.forbidden_ran == 0, figures
+    if figures.kill_delays_us:
+        delays = sorted(figures.kill_delays_us)
+        print(f"kill delays {mode}: median {delays[len(delays) // 2]} us, max {delays[-1]} us")
+        assert delays[-1] < 200_000, figures
