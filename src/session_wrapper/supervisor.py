@@ -8,6 +8,7 @@ decides; this module only wires them together and reports.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -44,6 +45,7 @@ from session_wrapper.kernel.procfs import (
     TargetGone,
     TargetMemory,
     Unreadable,
+    reopen_exec_file,
     resolve_exec_file,
 )
 from session_wrapper.logsetup import TRACE
@@ -213,7 +215,21 @@ class Supervisor:
             return
         call = self._exec_call(notification)
         try:
-            raw_path, file = self._read_target(notification, call)
+            memory = TargetMemory(notification.pid, self._validity(notification))
+        except TargetGone:
+            return
+        except Unreadable as problem:
+            self._deny_unreadable(notification, call, problem)
+            return
+        # The memory file stays open for the re-check of an allowlisted exec.
+        with memory:
+            self._triage_read(notification, call, memory)
+
+    def _triage_read(
+        self, notification: Notification, call: ExecCall, memory: TargetMemory
+    ) -> None:
+        try:
+            raw_path, file = self._read_target(notification, call, memory)
             interpreters = self._interpreters(notification, file)
         except TargetGone:
             return
@@ -233,17 +249,17 @@ class Supervisor:
         ):
             self._workers.submit(self._work, held)
             return
-        self._finish(held, (), decision)
+        self._finish(held, (), decision, memory)
 
-    def _read_target(self, notification: Notification, call: ExecCall) -> tuple[bytes, ExecFile]:
-        valid = self._validity(notification)
-        with TargetMemory(notification.pid, valid) as memory:
-            raw_path = memory.read_cstring(call.path_address, PATH_MAX)
+    def _read_target(
+        self, notification: Notification, call: ExecCall, memory: TargetMemory
+    ) -> tuple[bytes, ExecFile]:
+        raw_path = memory.read_cstring(call.path_address, PATH_MAX)
         if len(raw_path) >= PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         file = resolve_exec_file(notification.pid, raw_path, call.dirfd, call.at_flags)
         # The resolution went through /proc/PID/...; make sure it was still the same task.
-        if not valid():
+        if not self.listener.id_valid(notification.id):
             raise TargetGone("notification no longer valid")
         return raw_path, file
 
@@ -284,18 +300,26 @@ class Supervisor:
     def _authorize(self, held: Held) -> None:
         notification = held.notification
         try:
-            with TargetMemory(notification.pid, self._validity(notification)) as memory:
-                argv = memory.read_argv(held.call.argv_address, MAX_ARG_COUNT, MAX_ARG_BYTES)
+            memory = TargetMemory(notification.pid, self._validity(notification))
         except TargetGone:
             return
         except Unreadable as problem:
             self._deny_unreadable(notification, held.call, problem)
             return
+        # Kept open through the agent's answer, for the re-check before CONTINUE.
+        with memory:
+            try:
+                argv = memory.read_argv(held.call.argv_address, MAX_ARG_COUNT, MAX_ARG_BYTES)
+            except TargetGone:
+                return
+            except Unreadable as problem:
+                self._deny_unreadable(notification, held.call, problem)
+                return
 
-        decision = self._decide_one(ExecRequest(held.file.path, argv, held.raw_path))
-        if decision.allowed and held.interpreters:
-            decision = self._decide_interpreters(held, argv, decision)
-        self._finish(held, argv, decision)
+            decision = self._decide_one(ExecRequest(held.file.path, argv, held.raw_path))
+            if decision.allowed and held.interpreters:
+                decision = self._decide_interpreters(held, argv, decision)
+            self._finish(held, argv, decision, memory)
 
     def _decide_one(self, request: ExecRequest) -> Decision:
         """The allowlist, else the agent, for one file the exec will run."""
@@ -330,10 +354,19 @@ class Supervisor:
         # An agent's allow rests on argv, which the check before CONTINUE must then re-read.
         return next((v for v in verdicts if v.basis is not Basis.ALLOWLIST), script)
 
-    def _finish(self, held: Held, argv: tuple[bytes, ...], decision: Decision) -> None:
-        """Re-checks what the decision rested on, then answers the kernel and reports."""
+    def _finish(
+        self,
+        held: Held,
+        argv: tuple[bytes, ...],
+        decision: Decision,
+        memory: TargetMemory | None = None,
+    ) -> None:
+        """Re-checks what the decision rested on, then answers the kernel and reports.
+
+        ``memory`` is the target's memory file when the caller still has it open.
+        """
         if decision.allowed:
-            changed = self._changed_since_decision(held, argv, decision)
+            changed = self._changed_since_decision(held, argv, decision, memory)
             if changed == TARGET_GONE:
                 # Killed, or its exec interrupted and restarted as a new notification: no one
                 # is left to answer or to tell.
@@ -360,7 +393,11 @@ class Supervisor:
         self._verify_later(watch, answered)
 
     def _changed_since_decision(
-        self, held: Held, argv: tuple[bytes, ...], decision: Decision
+        self,
+        held: Held,
+        argv: tuple[bytes, ...],
+        decision: Decision,
+        memory: TargetMemory | None,
     ) -> str | None:
         """Re-reads the path (and argv, for an agent decision) before CONTINUE.
 
@@ -369,25 +406,37 @@ class Supervisor:
         narrows that window; the README's security section describes what remains.
         """
         try:
-            raw_path, file = self._read_target(held.notification, held.call)
-            if raw_path != held.raw_path or (file.device, file.inode) != (
-                held.file.device,
-                held.file.inode,
-            ):
-                return "path changed"
-            if self._interpreters(held.notification, file) != held.interpreters:
-                return "interpreter changed"
-            if decision.basis is not Basis.ALLOWLIST:
-                with TargetMemory(
-                    held.notification.pid, self._validity(held.notification)
-                ) as memory:
-                    again = memory.read_argv(held.call.argv_address, MAX_ARG_COUNT, MAX_ARG_BYTES)
-                if again != argv:
-                    return "arguments changed"
+            with contextlib.ExitStack() as stack:
+                if memory is None:
+                    valid = self._validity(held.notification)
+                    memory = stack.enter_context(TargetMemory(held.notification.pid, valid))
+                return self._compare_again(held, argv, decision, memory)
         except TargetGone:
             return TARGET_GONE
         except (Unreadable, OSError):
             return "path or arguments became unreadable"
+        return None
+
+    def _compare_again(
+        self, held: Held, argv: tuple[bytes, ...], decision: Decision, memory: TargetMemory
+    ) -> str | None:
+        raw_path = memory.read_cstring(held.call.path_address, PATH_MAX)
+        if raw_path != held.raw_path:
+            return "path changed"
+        file = reopen_exec_file(
+            held.notification.pid, raw_path, held.call.dirfd, held.call.at_flags, held.file
+        )
+        # The reopening went through /proc/PID/...; make sure it was still the same task.
+        if not self.listener.id_valid(held.notification.id):
+            raise TargetGone("notification no longer valid")
+        if file is None:
+            return "path changed"
+        if self._interpreters(held.notification, file) != held.interpreters:
+            return "interpreter changed"
+        if decision.basis is not Basis.ALLOWLIST:
+            again = memory.read_argv(held.call.argv_address, MAX_ARG_COUNT, MAX_ARG_BYTES)
+            if again != argv:
+                return "arguments changed"
         return None
 
     def _prepare_watch(self, held: Held) -> Watch | None:

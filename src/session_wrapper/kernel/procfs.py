@@ -158,6 +158,39 @@ def resolve_exec_file(pid: int, raw_path: bytes, dirfd: int, at_flags: int) -> E
     exec itself would get (ENOENT, ENOTDIR, ELOOP, EACCES) and Unreadable for a file that has no
     stable name.
     """
+    opened, info = _open_exec_file(pid, raw_path, dirfd, at_flags)
+    try:
+        path = os.readlink(f"/proc/self/fd/{opened}".encode())
+        _require_stable_name(path, info)
+        head = _read_head(opened, path)
+    finally:
+        os.close(opened)
+    return ExecFile(path, info.st_dev, info.st_ino, head)
+
+
+def reopen_exec_file(
+    pid: int, raw_path: bytes, dirfd: int, at_flags: int, before: ExecFile
+) -> ExecFile | None:
+    """Resolves the exec's path again: the same file (its first bytes read afresh), or None
+    when the path now leads to another file.
+
+    Cheaper than resolve_exec_file: a path that still leads to the same inode needs no new
+    canonical name, and that inode's name was already found stable.
+    """
+    opened, info = _open_exec_file(pid, raw_path, dirfd, at_flags)
+    try:
+        if (info.st_dev, info.st_ino) != (before.device, before.inode):
+            return None
+        head = _read_head(opened, before.path)
+    finally:
+        os.close(opened)
+    return ExecFile(before.path, before.device, before.inode, head)
+
+
+def _open_exec_file(
+    pid: int, raw_path: bytes, dirfd: int, at_flags: int
+) -> tuple[int, os.stat_result]:
+    """An O_PATH fd of the regular file the exec names, and its stat; the caller closes it."""
     if at_flags & AT_EMPTY_PATH and raw_path == b"":
         # fexecve(3): the file is the dirfd itself, whatever it was opened from.
         opened = os.open(f"/proc/{pid}/fd/{dirfd}", os.O_PATH | os.O_CLOEXEC)
@@ -175,12 +208,10 @@ def resolve_exec_file(pid: int, raw_path: bytes, dirfd: int, at_flags: int) -> E
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
-        path = os.readlink(f"/proc/self/fd/{opened}".encode())
-        _require_stable_name(path, info)
-        head = _read_head(opened, path)
-    finally:
+    except BaseException:
         os.close(opened)
-    return ExecFile(path, info.st_dev, info.st_ino, head)
+        raise
+    return opened, info
 
 
 def _read_head(opened: int, path: bytes) -> bytes:
