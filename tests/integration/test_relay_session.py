@@ -101,6 +101,17 @@ def test_allow_and_deny_through_the_relay(
     assert ("service=shell", "cmd=/usr/bin/whoami") in asked
     session = next(r for r in server.received if r.packet_type == tac.AUTHOR)
     assert (session.user, session.port, session.rem_addr) == ("alice", "pts/test", "192.0.2.7")
+    # Accounting went through the relay too, flushed before the wrapper exited: the session
+    # record and the two allowed echos in order, none for the denied whoami. The first two
+    # args are task_id and start_time.
+    accounted = [r.args[2:] for r in server.received if r.packet_type == tac.ACCT]
+    assert [args[:2] for args in accounted] == [
+        ("service=shell", "cmd="),
+        ("service=shell", "cmd=/usr/bin/echo"),
+        ("service=shell", "cmd=/usr/bin/echo"),
+    ], accounted
+    assert accounted[1][2:] == ("cmd-arg=through", "cmd-arg=the", "cmd-arg=relay")
+    assert accounted[2][2:] == ("cmd-arg=still", "cmd-arg=here")
 
 
 @pytest.mark.timeout(30)
