@@ -171,3 +171,35 @@ def test_user_launch_cannot_switch_to_another_uid(agent: FakeAgent, test_user: L
     assert result.returncode == 1
     assert "session-wrapper: child setup failed: drop privileges:" in result.stderr
     assert result.stdout == ""
+
+
+def test_user_launch_refuses_an_exec_only_program_known_limit(
+    agent: FakeAgent, test_user: LoginUser, shared_dir: Path
+) -> None:
+    # Known limit: a supervisor that is not root cannot read a mode --x file, so it cannot know
+    # whether a #! line would run another program; such an exec is refused.
+    exec_only = shared_dir / "exec-only-true"
+    shutil.copy("/usr/bin/true", exec_only)
+    exec_only.chmod(0o711)
+    argv = wrapper_argv(
+        [str(exec_only)],
+        endpoint=agent.endpoint,
+        uid=test_user.uid,
+        gid=test_user.gid,
+        user=test_user.name,
+    )
+    argv[0] = _python_for_every_user()
+    as_user = [
+        "setpriv",
+        f"--reuid={test_user.uid}",
+        f"--regid={test_user.gid}",
+        "--init-groups",
+        "--",
+        *argv,
+    ]
+    result = subprocess.run(
+        as_user, capture_output=True, text=True, cwd="/", timeout=30, check=False
+    )
+    assert result.returncode == 126
+    assert "cannot read its first line to look for #!" in result.stderr
+    assert str(exec_only) not in [r.cmd for r in agent.requests if r.rpc == "authorization"]

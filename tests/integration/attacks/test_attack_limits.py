@@ -1,10 +1,12 @@
 """Known limits, each shown as it behaves today: what an allowed program can do without exec,
-ld.so, bash's enable -f, daemons outside the session, and who may signal the supervisor."""
+ld.so, bash's enable -f, daemons outside the session, who may signal the supervisor, and
+binfmt_misc handlers."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import sys
 import threading
 import time
@@ -124,3 +126,47 @@ def test_supervisor_started_as_root_cannot_be_signalled_by_the_user(
     assert result.stdout == "status 1\n"
     assert "Operation not permitted" in result.stderr
     assert result.returncode == 0
+
+
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+
+
+@pytest.fixture
+def binfmt_program(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A file run through a binfmt_misc handler (registered for its magic, removed afterwards)
+    whose interpreter sleeps, then writes a marker. Yields the file and the marker."""
+    mounted_here = False
+    if not (BINFMT_MISC / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_MISC)], check=True)
+        mounted_here = True
+    marker = tmp_path / "marker"
+    interpreter = tmp_path / "interpreter"
+    interpreter.write_text(f"#!/bin/sh\n/usr/bin/sleep 1\n/usr/bin/touch {marker}\n")
+    interpreter.chmod(0o755)
+    program = tmp_path / "program"
+    program.write_text("SWTESTMAGIC\n")
+    program.chmod(0o755)
+    name = f"swtest{os.getpid()}"
+    # binfmt_misc.rst: :name:type:offset:magic:mask:interpreter:flags
+    (BINFMT_MISC / "register").write_text(f":{name}:M::SWTESTMAGIC::{interpreter}:")
+    try:
+        yield program, marker
+    finally:
+        (BINFMT_MISC / name).write_text("-1")
+        if mounted_here:
+            subprocess.run(["umount", str(BINFMT_MISC)], check=False)
+
+
+@needs_root
+@pytest.mark.timeout(60)
+def test_binfmt_misc_handler_is_not_followed_and_gets_killed_known_limit(
+    agent: FakeAgent, run_wrapper: RunWrapper, binfmt_program: tuple[Path, Path]
+) -> None:
+    program, marker = binfmt_program
+    result = run_wrapper(str(program), endpoint=agent.endpoint)
+    # Known limit: the supervisor authorizes the file itself and knows nothing of the handler
+    # the kernel runs for it; post-exec verification then finds another exe and kills it.
+    assert str(program) in cmds(agent)
+    assert "exec verification failed" in result.stderr
+    assert result.returncode == 128 + 9
+    assert not marker.exists()
