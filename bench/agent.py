@@ -1,21 +1,17 @@
 """The fake agent in a process of its own, so that its CPU use stays out of the driver's timing.
 
-``python -m bench.agent --listen unix:PATH --policy FILE --max-workers N`` prints the endpoint
-as its first stdout line and serves until SIGTERM. The fake agent's own command line has no
-worker count, and the concurrency scenario needs at least 64 requests served at once.
-AgentProcess starts and stops it from the benchmark driver.
+AgentProcess starts ``fake-tacacsrs-agentd`` (``python -m fakeagent``) with enough workers for
+the concurrency scenario, which needs at least 64 requests served at once, and stops it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 
 class AgentProcess:
@@ -32,7 +28,7 @@ class AgentProcess:
             [
                 sys.executable,
                 "-m",
-                "bench.agent",
+                "fakeagent",
                 "--listen",
                 f"unix:{self.socket_path}",
                 "--policy",
@@ -73,39 +69,4 @@ class AgentProcess:
 def _agent_environment() -> dict[str, str]:
     environment = dict(os.environ)
     environment.setdefault("GRPC_VERBOSITY", "NONE")
-    # The agent process imports bench from the repository, wherever the driver was started.
-    root = str(Path(__file__).resolve().parent.parent)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        part for part in (root, environment.get("PYTHONPATH", "")) if part
-    )
     return environment
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.agent")
-    parser.add_argument("--listen", required=True)
-    parser.add_argument("--policy", required=True, type=Path)
-    parser.add_argument("--max-workers", type=int, default=64)
-    args = parser.parse_args()
-
-    from fakeagent.server import FakeAgent
-
-    stopping = threading.Event()
-
-    def stop(_number: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    agent = FakeAgent(listen=args.listen, policy=args.policy, max_workers=args.max_workers)
-    agent.start()
-    try:
-        print(agent.endpoint, flush=True)
-        stopping.wait()
-    finally:
-        agent.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the TOML policy file to answer from (exactly one of --policy and --upstream)",
     )
     parser.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="requests served at once (default: 16)",
+    )
+    parser.add_argument(
         "--journal",
         type=Path,
         metavar="FILE",
@@ -103,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             policy=args.policy,
             journal=args.journal,
             backend=relay,
+            max_workers=args.max_workers,
         )
     except (ListenError, PolicyError, RelayConfigError) as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -128,6 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         agent.stop()
     return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdecimal() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _fail(message: str, status: int) -> int:

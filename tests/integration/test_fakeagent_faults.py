@@ -715,3 +715,15 @@ def test_cli_port_in_use_is_a_runtime_error(fake_agent_factory: FakeAgentFactory
     assert result.stderr == (
         f"fake-tacacsrs-agentd: cannot listen on {taken.endpoint}: Address already in use\n"
     )
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "many"])
+def test_cli_max_workers_must_be_a_positive_number(workers: str) -> None:
+    result = run_cli(
+        "--listen", "127.0.0.1:0", "--policy", str(EXAMPLE_POLICY), "--max-workers", workers
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"fake-tacacsrs-agentd: error: argument --max-workers: {workers!r} is not a positive "
+        "whole number\n"
+    )
