@@ -159,15 +159,22 @@ def _supervise(
     return status
 
 
+def _session_fields(settings: Settings) -> dict[str, object]:
+    """Who and where, as every session event carries it."""
+    return {
+        "user": settings.user,
+        "uid": settings.user_uid,
+        "rem_addr": settings.rem_addr,
+        "port": settings.port,
+        "pid": os.getpid(),
+    }
+
+
 def _record_start(settings: Settings, child: launcher.Started) -> None:
     audit.record(
         logging.INFO,
         "session_start",
-        user=settings.user,
-        uid=settings.user_uid,
-        rem_addr=settings.rem_addr,
-        port=settings.port,
-        pid=os.getpid(),
+        **_session_fields(settings),
         command=" ".join(settings.command),
         ssh_original_command=os.environ.get("SSH_ORIGINAL_COMMAND", ""),
         wait_killable_recv=child.wait_killable_recv,
@@ -243,11 +250,7 @@ def _record_end(settings: Settings, status: int, started_at: float) -> None:
     audit.record(
         logging.INFO,
         "session_end",
-        user=settings.user,
-        uid=settings.user_uid,
-        rem_addr=settings.rem_addr,
-        port=settings.port,
-        pid=os.getpid(),
+        **_session_fields(settings),
         exit_status=status,
         duration_s=f"{time.monotonic() - started_at:.3f}",
     )
