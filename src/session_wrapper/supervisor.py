@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -65,6 +66,7 @@ WORKERS = 64
 WATCHERS = 8
 _DENY_WRITE_TIMEOUT_MS = 200
 _RECEIVE_POLL_MS = 500
+_RECEIVE_ERROR_PAUSE_S = 0.01
 TARGET_GONE = "target went away"
 
 
@@ -129,6 +131,8 @@ class DenyWriter:
             except OSError:
                 pass
             self.dropped += 1
+        # The audit log keeps the deny itself; this says the user did not see its line.
+        logger.warning("a deny line could not be written to stderr (%d so far)", self.dropped)
 
 
 class Supervisor:
@@ -155,8 +159,8 @@ class Supervisor:
         self.identity = identity
         self.fail_policy = fail_policy
         self.deny_writer = deny_writer
-        # Called for every exec allowed by the agent or by fail-open, before the kernel lets it
-        # run; it only queues the accounting record (session_wrapper.accounting).
+        # Called for every exec allowed by the agent or by fail-open, once the kernel has been
+        # answered; it only queues the accounting record (session_wrapper.accounting).
         self.account = account
         # ThreadPoolExecutor starts a thread only when no idle one is left, so a session that
         # never asks the agent twice at once runs one worker, and start-up pays for none.
@@ -188,16 +192,24 @@ class Supervisor:
                     # its syscall interrupted between poll and receive; EINTR on a signal.
                     if error.errno not in (errno.ENOENT, errno.EINTR):
                         logger.error("receiving a notification failed: %s", error)
+                        time.sleep(_RECEIVE_ERROR_PAUSE_S)  # never a busy loop of errors
                     continue
                 try:
                     self._triage(notification)
                 except Exception:  # a bug must not leave the session hung
                     logger.exception("handling notification %d failed", notification.id)
-                    self.listener.fail(notification.id, errno.EACCES)
+                    self._fail_quietly(notification.id)
         finally:
             self.drained.set()
             self._workers.shutdown(wait=False)
             self._watchers.shutdown(wait=False)
+
+    def _fail_quietly(self, ident: int) -> None:
+        """Denies after an unexpected error; an error in the denial itself is only logged."""
+        try:
+            self.listener.fail(ident, errno.EACCES)
+        except OSError as error:
+            logger.error("denying notification %d failed: %s", ident, error)
 
     def _exec_call(self, notification: Notification) -> ExecCall:
         args = notification.args
@@ -295,7 +307,7 @@ class Supervisor:
             self._authorize(held)
         except Exception:  # a bug must not leave the exec held forever
             logger.exception("authorizing notification %d failed", held.notification.id)
-            self.listener.fail(held.notification.id, errno.EACCES)
+            self._fail_quietly(held.notification.id)
 
     def _authorize(self, held: Held) -> None:
         notification = held.notification
