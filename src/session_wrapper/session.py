@@ -156,6 +156,7 @@ def _supervise(
         status = setup_failure.exit_status
     if not supervisor.wait_drained(_DRAIN_WAIT_S):
         logger.warning("listener still open after the last process of the session was reaped")
+    supervisor.stop()
     return status
 
 

@@ -178,6 +178,12 @@ class Supervisor:
         """Waits until the listener reports that no task is left; False on timeout."""
         return self.drained.wait(timeout_s)
 
+    def stop(self) -> None:
+        """Lets the pools' threads end once idle, so that the wrapper can exit even if the
+        listener never reported the end."""
+        self._workers.shutdown(wait=False)
+        self._watchers.shutdown(wait=False)
+
     def _receive_loop(self) -> None:
         try:
             while True:
@@ -201,8 +207,7 @@ class Supervisor:
                     self._fail_quietly(notification.id)
         finally:
             self.drained.set()
-            self._workers.shutdown(wait=False)
-            self._watchers.shutdown(wait=False)
+            self.stop()
 
     def _fail_quietly(self, ident: int) -> None:
         """Denies after an unexpected error; an error in the denial itself is only logged."""
