@@ -399,8 +399,9 @@ def test_killed_wrapper_leaves_no_exec_able_to_run(agent: FakeAgent, tmp_path: P
 
 
 @pytest.mark.timeout(30)
-def test_sighup_reaches_every_process_and_the_wrapper_exits(
-    agent: FakeAgent, tmp_path: Path
+@pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGTERM])
+def test_hangup_or_term_reaches_every_process_and_the_wrapper_exits(
+    agent: FakeAgent, tmp_path: Path, number: signal.Signals
 ) -> None:
     pids = tmp_path / "pids"
     script = (
@@ -417,10 +418,29 @@ def test_sighup_reaches_every_process_and_the_wrapper_exits(
         time.sleep(0.05)
     session_pids = [int(pid) for pid in _lines(pids)]
     assert len(session_pids) == 3
-    wrapper.send_signal(signal.SIGHUP)
-    assert wrapper.wait(timeout=15) == 128 + signal.SIGHUP
+    wrapper.send_signal(number)
+    # The wrapper exits with the status of its command, which the forwarded signal killed.
+    assert wrapper.wait(timeout=15) == 128 + number
     for pid in session_pids:
         assert not Path(f"/proc/{pid}").exists(), f"session process {pid} survived"
+
+
+@pytest.mark.timeout(30)
+def test_process_ignoring_sighup_is_killed_after_the_grace_period(
+    agent: FakeAgent, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    script = f"trap '' HUP; echo > {ready}; while :; do read -t 1 <> <(:); done"
+    argv = wrapper_argv(["/bin/bash", "-c", script], endpoint=agent.endpoint)
+    wrapper = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    deadline = time.monotonic() + 15
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wrapper.send_signal(signal.SIGHUP)
+    # SIGHUP is ignored; the SIGKILL after the grace period is not.
+    assert wrapper.wait(timeout=15) == 128 + signal.SIGKILL
 
 
 def _lines(path: Path) -> list[str]:
@@ -428,10 +448,17 @@ def _lines(path: Path) -> list[str]:
 
 
 @pytest.mark.timeout(30)
-def test_ctrl_c_reaches_the_session_not_the_wrapper(agent: FakeAgent, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("number", "trap"),
+    [(signal.SIGINT, "INT"), (signal.SIGQUIT, "QUIT"), (signal.SIGTSTP, "TSTP")],
+)
+def test_keyboard_signals_reach_the_session_not_the_wrapper(
+    agent: FakeAgent, tmp_path: Path, number: signal.Signals, trap: str
+) -> None:
     ready = tmp_path / "ready"
     script = (
-        f"trap 'echo got-int; exit 5' INT; echo > {ready}; while :; do read -t 1 <> <(:); done"
+        f"trap 'echo got-{trap}; exit 5' {trap}; echo > {ready}; "
+        "while :; do read -t 1 <> <(:); done"
     )
     argv = wrapper_argv(["/bin/bash", "-c", script], endpoint=agent.endpoint)
     wrapper = subprocess.Popen(
@@ -445,10 +472,10 @@ def test_ctrl_c_reaches_the_session_not_the_wrapper(agent: FakeAgent, tmp_path: 
     deadline = time.monotonic() + 15
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    # A terminal's Ctrl-C signals the whole foreground process group.
-    os.killpg(wrapper.pid, signal.SIGINT)
+    # A terminal's Ctrl-C, Ctrl-\ and Ctrl-Z signal the whole foreground process group.
+    os.killpg(wrapper.pid, number)
     stdout, _stderr = wrapper.communicate(timeout=15)
-    assert stdout == "got-int\n"
+    assert stdout == f"got-{trap}\n"
     assert wrapper.returncode == 5
 
 
