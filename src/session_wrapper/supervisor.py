@@ -510,6 +510,11 @@ class Supervisor:
         self.listener.fail(notification.id, problem.errno)
 
     def _report(self, held: Held, argv: tuple[bytes, ...], decision: Decision) -> None:
+        quiet = decision.allowed and decision.basis is Basis.ALLOWLIST
+        if quiet and not audit.logger.isEnabledFor(logging.DEBUG):
+            # Nothing would take the line (no syslog, no -vv): skip building it on the
+            # receiver, which every allowlisted exec passes through.
+            return
         path = printable_bytes(held.file.path)
         fields: dict[str, object] = {
             "pid": held.notification.pid,
