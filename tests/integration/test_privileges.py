@@ -110,39 +110,33 @@ def test_root_launch_keeps_setuid_working_and_mediated(
     assert asked == [str(setuid_id)]
 
 
-def _python_for_every_user() -> str:
-    """An interpreter with session-wrapper installed that an unprivileged user can run."""
+def _launch_as_user(
+    user: LoginUser, command: list[str], endpoint: str, uid: int, gid: int
+) -> subprocess.CompletedProcess[str]:
+    """Runs the wrapper as ``user`` (the ForceCommand launch mode) with --user-uid/gid given."""
     wrapper = os.environ.get("SESSION_WRAPPER_E2E_WRAPPER")
     if not wrapper:
         pytest.skip(
             "needs root and a wrapper install every user can read: ci/test sets "
             "SESSION_WRAPPER_E2E_WRAPPER"
         )
-    return str(Path(wrapper).parent / "python")
+    argv = wrapper_argv(command, endpoint=endpoint, uid=uid, gid=gid, user=user.name)
+    argv[0] = str(Path(wrapper).parent / "python")
+    as_user = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--"]
+    return subprocess.run(
+        [*as_user, *argv], capture_output=True, text=True, cwd="/", timeout=30, check=False
+    )
 
 
 def test_user_launch_sets_no_new_privs(
     agent: FakeAgent, test_user: LoginUser, setuid_id: Path
 ) -> None:
-    python = _python_for_every_user()
-    argv = wrapper_argv(
+    result = _launch_as_user(
+        test_user,
         ["/bin/bash", "-c", f"{setuid_id} -u; grep NoNewPrivs /proc/self/status"],
-        endpoint=agent.endpoint,
-        uid=test_user.uid,
-        gid=test_user.gid,
-        user=test_user.name,
-    )
-    argv[0] = python
-    as_user = [
-        "setpriv",
-        f"--reuid={test_user.uid}",
-        f"--regid={test_user.gid}",
-        "--init-groups",
-        "--",
-        *argv,
-    ]
-    result = subprocess.run(
-        as_user, capture_output=True, text=True, cwd="/", timeout=30, check=False
+        agent.endpoint,
+        test_user.uid,
+        test_user.gid,
     )
     assert result.returncode == 0, result.stderr
     effective_uid, no_new_privs = result.stdout.splitlines()
@@ -152,22 +146,7 @@ def test_user_launch_sets_no_new_privs(
 
 
 def test_user_launch_cannot_switch_to_another_uid(agent: FakeAgent, test_user: LoginUser) -> None:
-    python = _python_for_every_user()
-    argv = wrapper_argv(
-        ["/usr/bin/id", "-u"], endpoint=agent.endpoint, uid=0, gid=0, user=test_user.name
-    )
-    argv[0] = python
-    as_user = [
-        "setpriv",
-        f"--reuid={test_user.uid}",
-        f"--regid={test_user.gid}",
-        "--init-groups",
-        "--",
-        *argv,
-    ]
-    result = subprocess.run(
-        as_user, capture_output=True, text=True, cwd="/", timeout=30, check=False
-    )
+    result = _launch_as_user(test_user, ["/usr/bin/id", "-u"], agent.endpoint, 0, 0)
     assert result.returncode == 1
     assert "session-wrapper: child setup failed: drop privileges:" in result.stderr
     assert result.stdout == ""
@@ -181,24 +160,8 @@ def test_user_launch_refuses_an_exec_only_program_known_limit(
     exec_only = shared_dir / "exec-only-true"
     shutil.copy("/usr/bin/true", exec_only)
     exec_only.chmod(0o711)
-    argv = wrapper_argv(
-        [str(exec_only)],
-        endpoint=agent.endpoint,
-        uid=test_user.uid,
-        gid=test_user.gid,
-        user=test_user.name,
-    )
-    argv[0] = _python_for_every_user()
-    as_user = [
-        "setpriv",
-        f"--reuid={test_user.uid}",
-        f"--regid={test_user.gid}",
-        "--init-groups",
-        "--",
-        *argv,
-    ]
-    result = subprocess.run(
-        as_user, capture_output=True, text=True, cwd="/", timeout=30, check=False
+    result = _launch_as_user(
+        test_user, [str(exec_only)], agent.endpoint, test_user.uid, test_user.gid
     )
     assert result.returncode == 126
     assert "cannot read its first line to look for #!" in result.stderr
